@@ -1,0 +1,65 @@
+//! predictor: runs predictions from TensorFlow SavedModels, like gcloud's Cloud ML Engine commands.
+//!
+//! Each subcommand lives in its own module and is one variant of [`Command`]; `main` only parses
+//! the command line, dispatches, and turns an error into a message and a non-zero exit status.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod local;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "predictor", version, about = "Predictions from TensorFlow SavedModels, the Cloud ML Engine way")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a prediction locally, like `gcloud ai-platform local predict`.
+    Local(local::LocalArgs),
+    /// Serve models over HTTP: the Cloud ML Engine API and TensorFlow Serving's REST API.
+    Serve(serve::ServeArgs),
+    /// Manage models on a prediction server, like `gcloud ai-platform models`.
+    Models(client::ModelsArgs),
+    /// Manage model versions on a prediction server, like `gcloud ai-platform versions`.
+    Versions(client::VersionsArgs),
+    /// Online prediction against a server, like `gcloud ai-platform predict`.
+    Predict(client::PredictArgs),
+}
+
+impl Command {
+    /// The name used in error messages, as gcloud's `ERROR: (gcloud.ai-platform.local.predict)`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Local(_) => "predictor local",
+            Command::Serve(_) => "predictor serve",
+            Command::Models(_) => "predictor models",
+            Command::Versions(_) => "predictor versions",
+            Command::Predict(_) => "predictor predict",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let name = cli.command.name();
+    let result = match cli.command {
+        Command::Local(args) => local::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Models(args) => client::models(args),
+        Command::Versions(args) => client::versions(args),
+        Command::Predict(args) => client::predict(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ERROR: ({name}) {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

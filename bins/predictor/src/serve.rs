@@ -1,0 +1,163 @@
+//! `predictor serve`: command-line flags → `serving::ServeConfig`, logging, signals.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind. Only loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 8501)]
+    port: u16,
+    /// Serve one SavedModel folder (local path or gs://) as model NAME, version 1.
+    #[arg(long = "model", value_name = "NAME=URL")]
+    models: Vec<String>,
+    /// Serve NAME from numbered version folders under URL, polled for new and removed versions.
+    #[arg(long = "model-base-path", value_name = "NAME=URL")]
+    base_paths: Vec<String>,
+    /// Where models and versions created through the API are stored (local folder or gs://).
+    #[arg(long, default_value = "predictor-registry")]
+    registry: String,
+    /// The project name of the Cloud ML Engine API paths (/v1/projects/NAME/...).
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// File holding a token; mutating API calls must then send `Authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Only allow version origins under this prefix (path or URL); repeatable.
+    #[arg(long = "allow-origin", value_name = "PREFIX")]
+    allow_origins: Vec<String>,
+    /// Largest accepted request body, in bytes (Cloud ML Engine's limit is 1.5 MB).
+    #[arg(long, default_value_t = serving::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Requests handled at once; more are refused with 503 and Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    max_concurrent_requests: usize,
+    /// Per-request time limit in milliseconds (answers 504 when exceeded).
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Run every request on its own instead of merging concurrent ones into one forward pass.
+    #[arg(long)]
+    no_batching: bool,
+    /// Most instances merged into one forward pass.
+    #[arg(long, default_value_t = 128)]
+    max_batch_size: usize,
+    /// Longest a forming batch waits for requests that are still arriving, in microseconds.
+    #[arg(long, default_value_t = 500)]
+    batch_timeout_micros: u64,
+    /// Requests waiting for a batch, per version, before 503.
+    #[arg(long, default_value_t = 1024)]
+    max_enqueued: usize,
+    /// Threads running batches, per version (default: the number of CPUs).
+    #[arg(long)]
+    batch_threads: Option<usize>,
+    /// How often --model-base-path folders are polled, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    file_system_poll_wait_seconds: f64,
+    /// How often the registry is re-read to follow other replicas, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    registry_poll_seconds: f64,
+}
+
+fn name_and_url(flag: &str, value: &str) -> Result<(String, String)> {
+    match value.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_string(), url.to_string())),
+        _ => bail!("{flag} expects NAME=URL, got {value:?}"),
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} must be a non-negative number of seconds"))
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
+
+    let mut config = serving::ServeConfig::new(args.registry.clone());
+    let ip: std::net::IpAddr = args.host.parse().with_context(|| format!("--host {:?} is not an IP address", args.host))?;
+    config.addr = std::net::SocketAddr::new(ip, args.port);
+    config.project = args.project;
+    config.models = args.models.iter().map(|v| name_and_url("--model", v)).collect::<Result<_>>()?;
+    config.base_paths = args.base_paths.iter().map(|v| name_and_url("--model-base-path", v)).collect::<Result<_>>()?;
+    if let Some(path) = &args.auth_token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --auth-token-file {}", path.display()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            bail!("--auth-token-file {} is empty", path.display());
+        }
+        config.auth_token = Some(token.to_string());
+    }
+    config.allowed_origins = args.allow_origins;
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_concurrent_requests = args.max_concurrent_requests;
+    config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    config.poll_interval = seconds("--file-system-poll-wait-seconds", args.file_system_poll_wait_seconds)?;
+    config.registry_poll_interval = seconds("--registry-poll-seconds", args.registry_poll_seconds)?;
+    config.batching = (!args.no_batching).then(|| {
+        let mut batching = serving::BatchingConfig {
+            max_batch_size: args.max_batch_size.max(1),
+            batch_timeout: Duration::from_micros(args.batch_timeout_micros),
+            max_enqueued: args.max_enqueued.max(1),
+            ..serving::BatchingConfig::default()
+        };
+        if let Some(threads) = args.batch_threads {
+            batching.threads = threads.max(1);
+        }
+        batching
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("predictor-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let local = listener.local_addr()?;
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "listening on http://{local}")?;
+            stdout.flush()?;
+        }
+        tracing::info!(%local, registry = %config.registry, "predictor serve started");
+        serving::serve(config, None, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,230 @@
+//! Shared helpers for the `predictor serve` tests: a real server process on a free port, the
+//! client CLI, fixtures, and small HTTP calls.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PREDICTOR: &str = env!("CARGO_BIN_EXE_predictor");
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A SavedModel fixture made by TensorFlow 2.21 (testdata/savedmodels/<name>).
+pub fn fixture(name: &str) -> PathBuf {
+    workspace_root().join("testdata/savedmodels").join(name)
+}
+
+pub fn sample_json() -> PathBuf {
+    workspace_root().join("testdata/sample.json")
+}
+
+/// TF's own outputs for the fixture's instances (expected.json, written with the fixture).
+pub fn expected(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A `predictor serve` child process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `predictor serve --port 0 <args>` and waits for its `listening on` line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(PREDICTOR);
+        command
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("cannot start predictor serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            std::thread::sleep(Duration::from_millis(200));
+            panic!("server did not start: stdout {line:?}; log:\n{}", log.lock().unwrap());
+        };
+        let url = url.to_string();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = stdout.read_to_string(&mut sink);
+        });
+        Server { child, url, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.wait_exit(limit)
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Runs a client command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(PREDICTOR)
+            .args(args)
+            .args(["--endpoint", &self.url])
+            .env_remove("PREDICTOR_ENDPOINT")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a client command and asserts it succeeded; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "predictor {args:?} failed: {}\nstdout: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::Client::new().get(format!("{}{path}", self.url)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, String) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Polls TF Serving's status route until `check` accepts the body (at most `limit`).
+    pub async fn wait_for_status(&self, model: &str, limit: Duration, check: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let (_, body) = self.get(&format!("/v1/models/{model}")).await;
+            if check(&body) {
+                return body;
+            }
+            assert!(started.elapsed() < limit, "status of {model} never matched; last: {body}\nlog:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The `error` string of a TF Serving / online prediction error body.
+pub fn error_of(body: &str) -> String {
+    match json(body).get("error") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other["message"].as_str().unwrap_or_default().to_string(),
+        None => panic!("no error in {body}"),
+    }
+}
+
+/// The first `rows` instances of a fixture's expected.json input, as JSON rows.
+pub fn fixture_rows(name: &str, input: &str, rows: usize) -> Vec<serde_json::Value> {
+    let expected = expected(name);
+    let values = expected["inputs"][input]["values"].as_array().unwrap();
+    let shape: Vec<usize> = expected["inputs"][input]["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let per_row: usize = shape[1..].iter().product();
+    (0..rows).map(|r| serde_json::Value::Array(values[r * per_row..(r + 1) * per_row].to_vec())).collect()
+}
+
+pub fn sample_instances() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sample_json()).unwrap().lines().map(json).collect()
+}
+
+pub fn free_port_is_loopback(url: &str) -> bool {
+    url.starts_with("http://127.0.0.1:")
+}

@@ -1,0 +1,493 @@
+//! Merges concurrent row-format requests for one model version into one forward pass.
+//!
+//! Each served version that can be batched (see `predictor::CheckReport`) owns a bounded queue
+//! and a few worker threads. A worker takes the first waiting request, then everything already
+//! queued, up to `max_batch_size` rows; if requests for this version are still being read or
+//! parsed, it waits for them at most `batch_timeout`. So a lone client pays no wait, while
+//! under load the rows that piled up during the previous forward pass go out together. A full
+//! queue answers 503 UNAVAILABLE at once, as TF Serving's batching does, instead of queueing
+//! without bound. Dropping the [`Batcher`] closes the queue and the workers finish what they
+//! hold, then exit.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use savedmodel_runtime::{HostTensor, TensorData};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::predictor::Predictor;
+use crate::status::ApiError;
+use crate::tensor_json::DEFAULT_SIGNATURE;
+
+/// Batching knobs (TF Serving's `BatchingParameters`, the subset that applies here).
+#[derive(Debug, Clone)]
+pub struct BatchingConfig {
+    pub max_batch_size: usize,
+    pub batch_timeout: Duration,
+    pub max_enqueued: usize,
+    pub threads: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> BatchingConfig {
+        BatchingConfig {
+            max_batch_size: 128,
+            batch_timeout: Duration::from_micros(500),
+            max_enqueued: 1024,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// The outputs of a forward pass, shared by every request in it; `rows` is a request's part.
+pub struct BatchOutput {
+    pub outputs: Arc<BTreeMap<String, HostTensor>>,
+    pub rows: Range<usize>,
+}
+
+struct Job {
+    inputs: BTreeMap<String, HostTensor>,
+    rows: usize,
+    reply: oneshot::Sender<Result<BatchOutput, ApiError>>,
+}
+
+/// The queue of one served version's default signature.
+pub struct Batcher {
+    queue: SyncSender<Job>,
+    /// Requests for this version that have arrived but are not queued yet (still being parsed).
+    arriving: Arc<AtomicUsize>,
+    max_batch_size: usize,
+}
+
+/// Marks a request as on its way to the batcher until it is queued or dropped.
+pub struct Arrival {
+    arriving: Arc<AtomicUsize>,
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Batcher {
+    pub fn start(
+        predictor: Arc<dyn Predictor>,
+        config: &BatchingConfig,
+        metrics: Arc<Metrics>,
+        label: &str,
+    ) -> std::io::Result<Batcher> {
+        let (queue, receiver) = std::sync::mpsc::sync_channel(config.max_enqueued.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let arriving = Arc::new(AtomicUsize::new(0));
+        for index in 0..config.threads.max(1) {
+            let worker = Worker {
+                predictor: predictor.clone(),
+                receiver: receiver.clone(),
+                arriving: arriving.clone(),
+                max_batch_size: config.max_batch_size.max(1),
+                batch_timeout: config.batch_timeout,
+                metrics: metrics.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("batch-{label}-{index}"))
+                .spawn(move || worker.run())?;
+        }
+        Ok(Batcher {
+            queue,
+            arriving,
+            max_batch_size: config.max_batch_size.max(1),
+        })
+    }
+
+    /// Call when a request for this version starts being read, so workers wait for it.
+    pub fn arrival(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::SeqCst);
+        Arrival {
+            arriving: self.arriving.clone(),
+        }
+    }
+
+    /// Whether a request of `rows` instances should go through the queue; bigger ones are
+    /// batches already and run on their own.
+    pub fn accepts(&self, rows: usize) -> bool {
+        rows > 0 && rows < self.max_batch_size
+    }
+
+    /// Queues a row-format request (inputs of the default signature, `rows` instances).
+    pub async fn predict(
+        &self,
+        inputs: BTreeMap<String, HostTensor>,
+        rows: usize,
+        arrival: Arrival,
+    ) -> Result<BatchOutput, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            reply,
+        };
+        let sent = self.queue.try_send(job);
+        drop(arrival);
+        match sent {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ApiError::unavailable(
+                    "The batching queue is full; retry later",
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::unavailable("The model version is being unloaded"));
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                "the batch worker stopped before answering",
+            ))
+        })
+    }
+}
+
+struct Worker {
+    predictor: Arc<dyn Predictor>,
+    receiver: Arc<Mutex<Receiver<Job>>>,
+    arriving: Arc<AtomicUsize>,
+    max_batch_size: usize,
+    batch_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(self) {
+        // A job that did not fit into the previous batch opens the next one.
+        let mut carried: Option<Job> = None;
+        loop {
+            let batch = match self.collect(carried.take()) {
+                Some((batch, next)) => {
+                    carried = next;
+                    batch
+                }
+                None => return,
+            };
+            self.execute(batch);
+        }
+    }
+
+    /// Gathers one batch. `None` once the queue is closed and drained.
+    fn collect(&self, carried: Option<Job>) -> Option<(Vec<Job>, Option<Job>)> {
+        let Ok(receiver) = self.receiver.lock() else {
+            return None;
+        };
+        let first = match carried {
+            Some(job) => job,
+            None => receiver.recv().ok()?,
+        };
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        let deadline = Instant::now() + self.batch_timeout;
+        while rows < self.max_batch_size {
+            let next = match receiver.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // Wait only for requests that are already on their way.
+                    if self.arriving.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match receiver.recv_timeout(deadline - now) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if rows + next.rows > self.max_batch_size {
+                return Some((batch, Some(next)));
+            }
+            rows += next.rows;
+            batch.push(next);
+        }
+        Some((batch, None))
+    }
+
+    fn execute(&self, batch: Vec<Job>) {
+        // Replies to requests whose client went away are simply dropped.
+        let batch: Vec<Job> = batch
+            .into_iter()
+            .filter(|job| !job.reply.is_closed())
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let total: usize = batch.iter().map(|job| job.rows).sum();
+        self.metrics.observe_batch(total);
+        let result = if batch.len() == 1 {
+            self.predictor.run(DEFAULT_SIGNATURE, &batch[0].inputs)
+        } else {
+            concat_inputs(&batch).and_then(|inputs| self.predictor.run(DEFAULT_SIGNATURE, &inputs))
+        };
+        match result {
+            Ok(outputs) => {
+                let outputs = Arc::new(outputs);
+                let mut start = 0;
+                for job in batch {
+                    let rows = start..start + job.rows;
+                    start += job.rows;
+                    let _ = job.reply.send(Ok(BatchOutput {
+                        outputs: outputs.clone(),
+                        rows,
+                    }));
+                }
+            }
+            Err(error) if batch.len() > 1 => {
+                // One bad request must not fail its neighbours: rerun each on its own.
+                let _ = error;
+                for job in batch {
+                    let answer =
+                        self.predictor
+                            .run(DEFAULT_SIGNATURE, &job.inputs)
+                            .map(|outputs| BatchOutput {
+                                outputs: Arc::new(outputs),
+                                rows: 0..job.rows,
+                            });
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Concatenates every input along dimension 0. Shapes past dimension 0 agree: they were checked
+/// against the signature's fixed dimensions while parsing.
+fn concat_inputs(batch: &[Job]) -> Result<BTreeMap<String, HostTensor>, ApiError> {
+    let mut merged = BTreeMap::new();
+    for name in batch[0].inputs.keys() {
+        let parts: Vec<&HostTensor> = batch
+            .iter()
+            .map(|job| {
+                job.inputs.get(name).ok_or_else(|| {
+                    ApiError::internal(format!("batched request lacks input {name}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        merged.insert(name.clone(), concat_rows(&parts)?);
+    }
+    Ok(merged)
+}
+
+fn concat_rows(parts: &[&HostTensor]) -> Result<HostTensor, ApiError> {
+    let first = parts[0];
+    let inner = &first.shape()[1..];
+    let mut rows = 0;
+    for part in parts {
+        if part.shape().len() != first.shape().len() || &part.shape()[1..] != inner {
+            return Err(ApiError::internal(
+                "batched inputs disagree past dimension 0",
+            ));
+        }
+        rows += part.shape()[0];
+    }
+    macro_rules! concat {
+        ($variant:ident) => {{
+            let mut all = Vec::with_capacity(parts.iter().map(|p| p.num_elements()).sum());
+            for part in parts {
+                match part.data() {
+                    TensorData::$variant(values) => all.extend_from_slice(values),
+                    _ => return Err(ApiError::internal("batched inputs disagree in dtype")),
+                }
+            }
+            TensorData::$variant(all)
+        }};
+    }
+    let data = match first.data() {
+        TensorData::F32(_) => concat!(F32),
+        TensorData::F64(_) => concat!(F64),
+        TensorData::I32(_) => concat!(I32),
+        TensorData::I64(_) => concat!(I64),
+        TensorData::U8(_) => concat!(U8),
+        TensorData::I16(_) => concat!(I16),
+        TensorData::I8(_) => concat!(I8),
+        TensorData::Bool(_) => concat!(Bool),
+        TensorData::Str(_) => concat!(Str),
+    };
+    let mut shape = first.shape().to_vec();
+    shape[0] = rows;
+    HostTensor::new(shape, data).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Rows `rows` of every output: one request's share of a batch's outputs.
+pub fn slice_rows(
+    outputs: &BTreeMap<String, HostTensor>,
+    rows: Range<usize>,
+) -> Result<BTreeMap<String, HostTensor>, ApiError> {
+    let mut sliced = BTreeMap::new();
+    for (name, tensor) in outputs {
+        let shape = tensor.shape();
+        if shape.first().is_none_or(|&n| n < rows.end) {
+            return Err(ApiError::internal(format!(
+                "output {name} of shape {shape:?} has no rows {rows:?} for this request"
+            )));
+        }
+        let per_row: usize = shape[1..].iter().product();
+        let range = rows.start * per_row..rows.end * per_row;
+        macro_rules! slice {
+            ($variant:ident, $values:expr) => {
+                TensorData::$variant($values[range.clone()].to_vec())
+            };
+        }
+        let data = match tensor.data() {
+            TensorData::F32(v) => slice!(F32, v),
+            TensorData::F64(v) => slice!(F64, v),
+            TensorData::I32(v) => slice!(I32, v),
+            TensorData::I64(v) => slice!(I64, v),
+            TensorData::U8(v) => slice!(U8, v),
+            TensorData::I16(v) => slice!(I16, v),
+            TensorData::I8(v) => slice!(I8, v),
+            TensorData::Bool(v) => slice!(Bool, v),
+            TensorData::Str(v) => slice!(Str, v),
+        };
+        let mut shape = shape.to_vec();
+        shape[0] = rows.len();
+        sliced.insert(
+            name.clone(),
+            HostTensor::new(shape, data).map_err(|e| ApiError::internal(e.to_string()))?,
+        );
+    }
+    Ok(sliced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::predictor::fake::Affine;
+
+    fn input(values: &[f32]) -> BTreeMap<String, HostTensor> {
+        let rows = values.len() / 2;
+        BTreeMap::from([(
+            "x".to_string(),
+            HostTensor::new(vec![rows, 2], TensorData::F32(values.to_vec())).unwrap(),
+        )])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_requests_share_forward_passes_and_get_their_own_rows() {
+        let mut model = Affine::new();
+        model.delay = Duration::from_millis(20);
+        let model = Arc::new(model);
+        let config = BatchingConfig {
+            threads: 1,
+            ..BatchingConfig::default()
+        };
+        let batcher = Arc::new(
+            Batcher::start(model.clone(), &config, Arc::new(Metrics::default()), "t").unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let batcher = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let arrival = batcher.arrival();
+                let out = batcher
+                    .predict(input(&[i as f32, 0.0]), 1, arrival)
+                    .await
+                    .unwrap();
+                let TensorData::F32(y) = out.outputs["y"].data() else {
+                    panic!()
+                };
+                assert_eq!(out.rows.len(), 1);
+                assert_eq!(y[out.rows.start * 2], 2.0 * i as f32 + 1.0);
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let runs = model.runs.load(Ordering::SeqCst);
+        assert!(
+            runs < 32,
+            "32 requests took {runs} forward passes: nothing was batched"
+        );
+        assert_eq!(model.rows_seen.lock().unwrap().iter().sum::<usize>(), 32);
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_unavailable() {
+        let mut model = Affine::new();
+        model.delay = Duration::from_millis(200);
+        let config = BatchingConfig {
+            threads: 1,
+            max_enqueued: 1,
+            max_batch_size: 1,
+            ..BatchingConfig::default()
+        };
+        let batcher = Arc::new(
+            Batcher::start(Arc::new(model), &config, Arc::new(Metrics::default()), "t").unwrap(),
+        );
+        let mut results = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let batcher = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let arrival = batcher.arrival();
+                batcher
+                    .predict(input(&[1.0, 2.0]), 1, arrival)
+                    .await
+                    .map(|_| ())
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let rejected = results
+            .iter()
+            .filter(|r| {
+                r.as_ref()
+                    .is_err_and(|e| e.code == crate::status::Code::Unavailable)
+            })
+            .count();
+        assert!(rejected >= 1, "{results:?}");
+        assert!(results.iter().any(|r| r.is_ok()));
+    }
+
+    #[test]
+    fn slice_takes_a_requests_rows() {
+        let t = HostTensor::new(
+            vec![3, 2],
+            TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        )
+        .unwrap();
+        let k = HostTensor::new(vec![3], TensorData::I64(vec![7, 8, 9])).unwrap();
+        let outputs = BTreeMap::from([("t".to_string(), t), ("k".to_string(), k)]);
+        let part = slice_rows(&outputs, 1..3).unwrap();
+        assert_eq!(part["t"].shape(), &[2, 2]);
+        assert_eq!(part["t"].data(), &TensorData::F32(vec![3.0, 4.0, 5.0, 6.0]));
+        assert_eq!(part["k"].data(), &TensorData::I64(vec![8, 9]));
+        assert!(slice_rows(&outputs, 2..4).is_err());
+    }
+
+    #[test]
+    fn concat_keeps_row_order() {
+        let a = HostTensor::new(vec![1, 2], TensorData::F32(vec![1.0, 2.0])).unwrap();
+        let b = HostTensor::new(vec![2, 2], TensorData::F32(vec![3.0, 4.0, 5.0, 6.0])).unwrap();
+        let c = concat_rows(&[&a, &b]).unwrap();
+        assert_eq!(c.shape(), &[3, 2]);
+        assert_eq!(
+            c.data(),
+            &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        );
+    }
+}

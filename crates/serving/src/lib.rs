@@ -1,0 +1,61 @@
+//! serving: the HTTP prediction server behind `predictor serve`.
+//!
+//! It speaks two APIs over one port, so existing clients work unchanged:
+//! - **Cloud ML Engine** (`/v1/projects/{project}/models…`): models and versions are created,
+//!   listed, defaulted and deleted through the API and persisted in a [`registry`] store (a
+//!   local folder or `gs://`), so a restart or a second replica serves the same deployments.
+//!   `…/models/{m}[/versions/{v}]:predict` answers `{"predictions": …}` or `{"error": …}`.
+//! - **TensorFlow Serving REST** (`/v1/models/{name}[/versions/{n}|/labels/{l}]…`): status,
+//!   metadata and `:predict` in row and columnar formats, with TF Serving's status codes and
+//!   error texts. Models given with `--model-base-path` are numbered version folders that are
+//!   polled: new versions load without a restart, removed ones unload, and a version that fails
+//!   to load never replaces the one serving.
+//!
+//! Why it is its own crate, and shaped this way:
+//! - The async HTTP stack (tokio, axum), the registry, batching and metrics are a subsystem of
+//!   their own; the `predictor` binary stays thin glue and the model crates stay free of HTTP.
+//! - The server sees models only through the [`predictor::Predictor`] trait (signatures + run).
+//!   Production loads real SavedModels with `savedmodel-runtime`; unit tests of the layers above
+//!   use a tiny fake, while the end-to-end tests use the real runtime and real models.
+//! - A version is published only after it loaded **and** ran a check prediction
+//!   ([`predictor::check_prediction`]); until then it is `CREATING` and a failure leaves it
+//!   `FAILED` with the message, never half-served. Requests hold an `Arc` of the version they
+//!   resolved, so deleting or replacing a version never cuts an in-flight request short.
+//! - Forward passes are CPU-bound and never run on the async reactor: concurrent row-format
+//!   requests for a version are merged by [`batching`] worker threads (a bounded queue, a
+//!   bounded wait that only applies while more requests are arriving), and everything else runs
+//!   on the blocking pool.
+//! - Safety limits are on by default: 127.0.0.1, 1.5 MB bodies (413), bounded in-flight
+//!   requests (503 + `Retry-After`), a request timeout (504), an optional bearer token on
+//!   mutating calls (401) and optional `--allow-origin` prefixes for deployment URIs.
+//! - Request JSON is read by a small RapidJSON-compatible reader ([`json`]) because TF
+//!   Serving accepts `NaN`/`Infinity` and clients see RapidJSON's error texts.
+
+pub mod batching;
+pub mod json;
+pub mod metrics;
+pub mod models;
+pub mod predictor;
+pub mod registry;
+mod routes;
+pub mod server;
+pub mod status;
+pub mod tensor_json;
+
+pub use batching::BatchingConfig;
+pub use predictor::{ModelLoader, Predictor, SavedModelLoader};
+pub use server::{DEFAULT_MAX_BODY_BYTES, ServeConfig, serve};
+pub use status::{ApiError, Code};
+
+/// Failures that stop the server from starting or running (request failures are [`ApiError`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    #[error("registry {location}: {reason}")]
+    Registry { location: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal lock poisoned")]
+    Poisoned,
+}
