@@ -40,5 +40,8 @@ fn main() {
             format!("{t}={version}")
         })
         .collect();
-    println!("cargo:rustc-env=TRAINER_CRATE_VERSIONS={}", listing.join(","));
+    println!(
+        "cargo:rustc-env=TRAINER_CRATE_VERSIONS={}",
+        listing.join(",")
+    );
 }

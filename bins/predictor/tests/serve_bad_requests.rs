@@ -80,7 +80,7 @@ async fn bad_predict_requests() {
         error_of(&body),
         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Encountered list at unexpected size: 783 at level: 0 expected size: 784"
     );
-    let (status, body) = server.post(tfs, json!({"instances": [["a"; 784]]}).to_string()).await;
+    let (status, body) = server.post(tfs, json!({"instances": [vec!["a"; 784]]}).to_string()).await;
     assert_eq!(status, 400);
     assert_eq!(
         error_of(&body),

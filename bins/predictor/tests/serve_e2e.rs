@@ -73,7 +73,7 @@ async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
     server.cli_ok(&["versions", "create", "v1", "--model", "mnist_gcs", "--origin", "gs://tutorial/checkpoints/model"]);
     assert_eq!(server.cli_ok(&["models", "list"]), "NAME       DEFAULT_VERSION_NAME\nmnist      v1\nmnist_gcs  v1\n");
     let versions = server.cli_ok(&["versions", "list", "--model", "mnist_gcs"]);
-    assert_eq!(versions, "NAME  DEPLOYMENT_URI                    STATE\nv1    gs://tutorial/checkpoints/model  READY\n");
+    assert_eq!(versions, "NAME  DEPLOYMENT_URI                   STATE\nv1    gs://tutorial/checkpoints/model  READY\n");
 
     // Predict with the tutorial's sample.json through the CLI.
     let sample = sample_json();

@@ -13,6 +13,7 @@
 //! Informational messages go to stderr so that stdout stays the run's record. Every failure
 //! exits with status 1 and a single `error: ...: ...` line (the anyhow chain), never a panic.
 
+mod job;
 mod progress;
 mod settings;
 
@@ -22,7 +23,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use clap::Parser;
 use mnist_model::{Device, EngineOptions, Mlp, ModelConfig, RunningMetrics, seeds};
 use savedmodel_format::writer::{self, DenseLayer, MlpExport, SAVED_MODEL_MARKER};
 use serde_json::json;
@@ -34,7 +34,13 @@ use settings::{Cli, DeviceChoice, Settings};
 const NUM_CLASSES: usize = 10;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match job::parse_command_line(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -147,7 +153,13 @@ fn run(cli: Cli) -> Result<()> {
         while let Some(batch) = batches.next_batch() {
             let metrics = model
                 .train_step(&batch.features, &batch.labels, &optimizer)
-                .with_context(|| format!("training step {} of epoch {}", progress_step(&running, train.batch_size), epoch + 1))?;
+                .with_context(|| {
+                    format!(
+                        "training step {} of epoch {}",
+                        progress_step(&running, train.batch_size),
+                        epoch + 1
+                    )
+                })?;
             running.add(&metrics);
             progress.step(&running);
         }
@@ -168,7 +180,11 @@ fn run(cli: Cli) -> Result<()> {
     let mut progress = PassProgress::start(batches.num_batches(), on_terminal);
     let mut test = RunningMetrics::new();
     while let Some(batch) = batches.next_batch() {
-        test.add(&model.evaluate(&batch.features, &batch.labels).context("evaluating")?);
+        test.add(
+            &model
+                .evaluate(&batch.features, &batch.labels)
+                .context("evaluating")?,
+        );
         progress.step(&test);
     }
     progress.finish(&test);

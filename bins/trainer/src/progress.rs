@@ -82,7 +82,8 @@ impl PassProgress {
     pub fn start(total: usize, on_terminal: bool) -> Self {
         let bar = on_terminal.then(|| {
             let width = total.to_string().len();
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
             let template = format!("{{pos:>{width}}}/{{len}} [{{bar:30}}] - {{msg}}");
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style.progress_chars("=>."));
@@ -121,7 +122,11 @@ impl PassProgress {
         if now.duration_since(self.last_redraw) >= REDRAW_INTERVAL && self.done < self.total {
             self.last_redraw = now;
             let eta = self.seconds_per_step(now) * (self.total - self.done) as f64;
-            bar.set_message(format!("ETA: {} - {}", format_eta(eta), metrics_text(metrics)));
+            bar.set_message(format!(
+                "ETA: {} - {}",
+                format_eta(eta),
+                metrics_text(metrics)
+            ));
         }
     }
 

@@ -48,13 +48,20 @@ pub struct Cli {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Where to train: a CUDA GPU if this build has the `cuda` feature and one is present (auto),
-    /// or exactly the CPU / the first CUDA device.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Cloud ML Engine job configuration (YAML or JSON `trainingInput`), validated and recorded
-    /// in job.json.
+    /// or exactly the CPU / the first CUDA device [default: auto, or what --config asks for].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Cloud ML Engine job configuration (YAML or JSON `trainingInput`): its machine types decide
+    /// the device, its `args` apply like flags (flags given here win), and it is recorded in
+    /// job.json.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Train on the CPU even when --config asks for a GPU this machine or build cannot provide.
+    #[arg(long)]
+    pub allow_cpu: bool,
+    /// The validated --config file, loaded once by `job::parse_command_line`.
+    #[arg(skip)]
+    pub loaded_config: Option<JobConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,22 +79,20 @@ pub struct Settings {
     pub job_name: String,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
-    pub job_config: Option<JobConfig>,
+    /// `--config` as validated, resolved and applied (see `job.rs`), for job.json.
+    pub job_config: Option<serde_json::Value>,
 }
 
 impl Settings {
     pub fn resolve(cli: Cli) -> Result<Settings> {
         let train_file = Location::parse(&cli.train_file)
             .with_context(|| format!("--train-file {:?}", cli.train_file))?;
-        let job_dir =
-            Location::parse(&cli.job_dir).with_context(|| format!("--job-dir {:?}", cli.job_dir))?;
-        // Job configuration files describe machines (`trainingInput`); this is the place where
-        // their settings are merged with the flags. Flags given explicitly win.
-        let job_config = cli
-            .config
-            .as_ref()
-            .map(|path| JobConfig::from_path(path).with_context(|| format!("--config {}", path.display())))
-            .transpose()?;
+        let job_dir = Location::parse(&cli.job_dir)
+            .with_context(|| format!("--job-dir {:?}", cli.job_dir))?;
+        // Job configuration files describe machines (`trainingInput`); their args were merged
+        // with the flags when the command line was parsed (flags given explicitly win). Here the
+        // machine they ask for decides the device, or stops the run.
+        let applied = crate::job::apply_to_run(&cli)?;
         let defaults = TrainConfig::default();
         let train = TrainConfig {
             epochs: cli.epochs.unwrap_or(defaults.epochs),
@@ -113,8 +118,8 @@ impl Settings {
             train,
             job_name,
             threads: cli.threads.map(usize::from),
-            device: cli.device,
-            job_config,
+            device: applied.device,
+            job_config: applied.record,
         })
     }
 }

@@ -54,7 +54,9 @@ pub enum IdxError {
         limit: u64,
     },
 
-    #[error("{file}: payload length mismatch: dimensions {dims:?} need {expected} bytes, found {found}")]
+    #[error(
+        "{file}: payload length mismatch: dimensions {dims:?} need {expected} bytes, found {found}"
+    )]
     PayloadLength {
         file: String,
         dims: Vec<u32>,
@@ -62,7 +64,9 @@ pub enum IdxError {
         found: u64,
     },
 
-    #[error("{file}: payload longer than dimensions {dims:?} allow: expected {expected} bytes, found more")]
+    #[error(
+        "{file}: payload longer than dimensions {dims:?} allow: expected {expected} bytes, found more"
+    )]
     PayloadTooLong {
         file: String,
         dims: Vec<u32>,
@@ -84,7 +88,9 @@ pub enum IdxError {
         labels: u64,
     },
 
-    #[error("{file}: label {label} at index {index} is out of range: expected below {num_classes} classes")]
+    #[error(
+        "{file}: label {label} at index {index} is out of range: expected below {num_classes} classes"
+    )]
     LabelOutOfRange {
         file: String,
         index: usize,
@@ -105,7 +111,8 @@ pub enum IdxError {
     #[error("cannot read {file}")]
     Storage {
         file: String,
+        /// Boxed: storage errors are large and this crate's results are passed around a lot.
         #[source]
-        source: storage::StorageError,
+        source: Box<storage::StorageError>,
     },
 }

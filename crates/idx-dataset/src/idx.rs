@@ -123,10 +123,22 @@ fn decode_raw(file: &str, bytes: &[u8], kind: IdxKind) -> Result<IdxArray, IdxEr
 fn decode_gzip(file: &str, bytes: &[u8], kind: IdxKind) -> Result<IdxArray, IdxError> {
     let mut decoder = MultiGzDecoder::new(bytes);
     let mut magic = [0u8; 4];
-    read_header_part(file, &mut decoder, &mut magic, 0, "the IDX magic number (after gunzip)")?;
+    read_header_part(
+        file,
+        &mut decoder,
+        &mut magic,
+        0,
+        "the IDX magic number (after gunzip)",
+    )?;
     let rank = check_magic(file, &magic, kind)?;
     let mut dim_bytes = vec![0u8; 4 * usize::from(rank)];
-    read_header_part(file, &mut decoder, &mut dim_bytes, 4, "the IDX dimension sizes (after gunzip)")?;
+    read_header_part(
+        file,
+        &mut decoder,
+        &mut dim_bytes,
+        4,
+        "the IDX dimension sizes (after gunzip)",
+    )?;
     let dims = parse_dims(&dim_bytes);
     let expected = payload_len(file, &dims, kind)?;
 
@@ -217,7 +229,12 @@ fn payload_len(file: &str, dims: &[u32], kind: IdxKind) -> Result<u64, IdxError>
         })
 }
 
-fn prefix<'a>(file: &str, bytes: &'a [u8], needed: usize, what: &'static str) -> Result<&'a [u8], IdxError> {
+fn prefix<'a>(
+    file: &str,
+    bytes: &'a [u8],
+    needed: usize,
+    what: &'static str,
+) -> Result<&'a [u8], IdxError> {
     bytes.get(..needed).ok_or_else(|| IdxError::Truncated {
         file: file.to_string(),
         what,
@@ -279,4 +296,338 @@ pub(crate) fn magic_description(magic: u32) -> String {
         _ => "",
     };
     format!("{} elements, rank {rank}{known}", dtype_name(dtype))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// An IDX file with the given element type, dimensions and payload.
+    pub(crate) fn idx_bytes(dtype: u8, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0, 0, dtype, dims.len() as u8];
+        for dim in dims {
+            bytes.extend_from_slice(&dim.to_be_bytes());
+        }
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn images(count: u32, rows: u32, cols: u32) -> Vec<u8> {
+        let payload: Vec<u8> = (0..count * rows * cols).map(|i| (i % 251) as u8).collect();
+        idx_bytes(DTYPE_U8, &[count, rows, cols], &payload)
+    }
+
+    /// Both encodings of the same file must fail the same way.
+    fn both_encodings(bytes: &[u8], kind: IdxKind) -> [Result<IdxArray, IdxError>; 2] {
+        [
+            decode_idx("f", bytes, kind),
+            decode_idx("f", &gzip(bytes), kind),
+        ]
+    }
+
+    #[test]
+    fn decodes_images_and_labels_raw_and_gzip_alike() {
+        let raw = images(3, 2, 4);
+        let [from_raw, from_gzip] = both_encodings(&raw, IdxKind::Images);
+        let from_raw = from_raw.unwrap();
+        assert_eq!(from_raw.dims, [3, 2, 4]);
+        assert_eq!(from_raw.data, &raw[16..]);
+        assert_eq!(from_gzip.unwrap(), from_raw);
+
+        let labels = idx_bytes(DTYPE_U8, &[5], &[0, 1, 2, 9, 7]);
+        let decoded = decode_idx("labels", &gzip(&labels), IdxKind::Labels).unwrap();
+        assert_eq!(decoded.data, [0, 1, 2, 9, 7]);
+    }
+
+    #[test]
+    fn gzip_is_detected_by_content_not_name() {
+        let raw = images(1, 1, 1);
+        assert!(!is_gzip(&raw));
+        assert!(is_gzip(&gzip(&raw)));
+        // A raw file called .gz and a compressed one without the suffix both decode.
+        assert!(decode_idx("train-images-idx3-ubyte.gz", &raw, IdxKind::Images).is_ok());
+        assert!(decode_idx("train-images-idx3-ubyte", &gzip(&raw), IdxKind::Images).is_ok());
+    }
+
+    #[test]
+    fn too_short_for_the_magic_number() {
+        for bytes in [&[][..], &[0], &[0, 0, 8]] {
+            match decode_idx("tiny", bytes, IdxKind::Images) {
+                Err(IdxError::Truncated {
+                    file,
+                    needed: 4,
+                    found,
+                    ..
+                }) => {
+                    assert_eq!(file, "tiny");
+                    assert_eq!(found, bytes.len() as u64);
+                }
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
+        let error = decode_idx("tiny.gz", &gzip(&[0, 0]), IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdxError::Truncated {
+                    needed: 4,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn first_two_bytes_must_be_zero() {
+        for result in both_encodings(b"PK\x03\x04 not an idx file", IdxKind::Images) {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    IdxError::NotIdx {
+                        found: [b'P', b'K'],
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "f: not an IDX file: expected the first two bytes to be 0x00 0x00, found 0x50 0x4b"
+            );
+        }
+    }
+
+    #[test]
+    fn only_unsigned_bytes_are_supported() {
+        for result in both_encodings(&idx_bytes(0x0D, &[1, 1, 1], &[0, 0, 0, 0]), IdxKind::Images) {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, IdxError::UnsupportedDtype { dtype: 0x0D, .. }),
+                "{error}"
+            );
+            assert!(
+                error.to_string().contains("0x0d (float): expected 0x08"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn images_and_labels_magic_numbers_are_not_interchangeable() {
+        let labels = idx_bytes(DTYPE_U8, &[2], &[1, 2]);
+        for result in both_encodings(&labels, IdxKind::Images) {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    IdxError::WrongMagic {
+                        expected: 2051,
+                        found: 2049,
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(
+                error.to_string().contains("expected 2051, found 2049"),
+                "{error}"
+            );
+            assert!(error.to_string().contains("a labels file"), "{error}");
+        }
+        let error = decode_idx("f", &images(1, 1, 1), IdxKind::Labels).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdxError::WrongMagic {
+                    expected: 2049,
+                    found: 2051,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // Rank 2 unsigned bytes: right type, wrong rank.
+        let error =
+            decode_idx("f", &idx_bytes(DTYPE_U8, &[1, 1], &[0]), IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(error, IdxError::WrongMagic { found: 2050, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn dimension_sizes_must_be_complete() {
+        let header = idx_bytes(DTYPE_U8, &[60000, 28, 28], &[]);
+        for cut in 4..16 {
+            for result in both_encodings(&header[..cut], IdxKind::Images) {
+                let error = result.unwrap_err();
+                assert!(
+                    matches!(error, IdxError::Truncated { needed: 16, found, .. } if found == cut as u64),
+                    "cut at {cut}: {error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn image_rows_and_columns_must_not_be_zero() {
+        for (dims, dimension) in [([1, 0, 28], "rows"), ([1, 28, 0], "columns")] {
+            let error =
+                decode_idx("f", &idx_bytes(DTYPE_U8, &dims, &[]), IdxKind::Images).unwrap_err();
+            assert!(
+                matches!(error, IdxError::ZeroDimension { dimension: d, .. } if d == dimension),
+                "{error}"
+            );
+        }
+        // No images at all is valid.
+        assert_eq!(
+            decode_idx("f", &images(0, 28, 28), IdxKind::Images)
+                .unwrap()
+                .data
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_four_billion_images_fails_before_allocating() {
+        let lying = idx_bytes(DTYPE_U8, &[4_000_000_000, 28, 28], &[0; 84]);
+        assert_eq!(lying.len(), 100);
+        for result in both_encodings(&lying, IdxKind::Images) {
+            let error = result.unwrap_err();
+            // 3.1e12 bytes is over the cap: refused from the header alone.
+            assert!(matches!(error, IdxError::TooLarge { .. }), "{error}");
+        }
+        // Below the cap but far more than present: refused by the length check.
+        let lying = idx_bytes(DTYPE_U8, &[1_000_000, 28, 28], &[0; 84]);
+        for result in both_encodings(&lying, IdxKind::Images) {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    IdxError::PayloadLength {
+                        expected: 784_000_000,
+                        found: 84,
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+        }
+        // The largest possible claim overflows u64; checked arithmetic reports it as too large.
+        let overflow = idx_bytes(DTYPE_U8, &[u32::MAX, u32::MAX, u32::MAX], &[]);
+        assert!(matches!(
+            decode_idx("f", &overflow, IdxKind::Images),
+            Err(IdxError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn payload_length_must_match_exactly() {
+        let exact = images(2, 3, 3);
+        let short = &exact[..exact.len() - 1];
+        for result in both_encodings(short, IdxKind::Images) {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    IdxError::PayloadLength {
+                        expected: 18,
+                        found: 17,
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "f: payload length mismatch: dimensions [2, 3, 3] need 18 bytes, found 17"
+            );
+        }
+        let mut long = exact.clone();
+        long.push(0);
+        let error = decode_idx("f", &long, IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdxError::PayloadLength {
+                    expected: 18,
+                    found: 19,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error = decode_idx("f", &gzip(&long), IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(error, IdxError::PayloadTooLong { expected: 18, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_not_inflated_beyond_the_header() {
+        // 1 GiB of zeros behind a header that allows 784 bytes; compresses to about 1 MB.
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder
+            .write_all(&idx_bytes(DTYPE_U8, &[1, 28, 28], &[]))
+            .unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 8 << 20, "{}", bomb.len());
+        let started = std::time::Instant::now();
+        let error = decode_idx("bomb.gz", &bomb, IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(error, IdxError::PayloadTooLong { expected: 784, .. }),
+            "{error}"
+        );
+        // Inflating the whole gigabyte would take far longer than stopping after 785 bytes.
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn corrupt_and_truncated_gzip_are_gzip_errors() {
+        let compressed = gzip(&images(4, 28, 28));
+        let truncated = &compressed[..compressed.len() - 20];
+        let error = decode_idx("cut.gz", truncated, IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdxError::Gzip { .. } | IdxError::PayloadLength { .. }
+            ),
+            "{error}"
+        );
+        let mut flipped = compressed.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0xff;
+        let error = decode_idx("flipped.gz", &flipped, IdxKind::Images).unwrap_err();
+        assert!(error.to_string().starts_with("flipped.gz: "), "{error}");
+        let mut trailing = compressed;
+        trailing.extend_from_slice(b"garbage after the gzip member");
+        let error = decode_idx("trailing.gz", &trailing, IdxKind::Images).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                IdxError::Gzip { .. } | IdxError::PayloadTooLong { .. }
+            ),
+            "{error}"
+        );
+    }
 }

@@ -24,5 +24,7 @@ mod mnist;
 
 pub use dataset::{Batch, BatchIter, Dataset, shuffled_indices};
 pub use error::IdxError;
-pub use idx::{DTYPE_U8, IMAGES_MAGIC, IdxArray, IdxKind, LABELS_MAGIC, MAX_IDX_BYTES, decode_idx, is_gzip};
+pub use idx::{
+    DTYPE_U8, IMAGES_MAGIC, IdxArray, IdxKind, LABELS_MAGIC, MAX_IDX_BYTES, decode_idx, is_gzip,
+};
 pub use mnist::{MnistSplits, load_mnist, load_mnist_blocking};

@@ -68,18 +68,23 @@ struct Found {
 /// concurrently; decoding (CPU work, about a second for MNIST in a debug build) happens on the
 /// calling thread.
 pub async fn load_mnist(dir: &Location) -> Result<MnistSplits, IdxError> {
-    let (train_images, train_labels, test_images, test_labels) = futures::try_join!(
+    // All four reads finish before any error is reported, so the error is always the first
+    // problem in file order, not whichever read happened to fail first.
+    let (train_images, train_labels, test_images, test_labels) = futures::join!(
         find(dir, &TRAIN_IMAGES),
         find(dir, &TRAIN_LABELS),
         find(dir, &TEST_IMAGES),
         find(dir, &TEST_LABELS),
-    )?;
+    );
+    let (train_images, train_labels) = (train_images?, train_labels?);
+    let (test_images, test_labels) = (test_images?, test_labels?);
     decode_splits([train_images, train_labels, test_images, test_labels])
 }
 
 /// [`load_mnist`] for synchronous code; works from any thread, inside a tokio runtime too.
 pub fn load_mnist_blocking(dir: &Location) -> Result<MnistSplits, IdxError> {
-    let files = [&TRAIN_IMAGES, &TRAIN_LABELS, &TEST_IMAGES, &TEST_LABELS].map(|file| find_blocking(dir, file));
+    let files = [&TRAIN_IMAGES, &TRAIN_LABELS, &TEST_IMAGES, &TEST_LABELS]
+        .map(|file| find_blocking(dir, file));
     let [train_images, train_labels, test_images, test_labels] = files;
     decode_splits([train_images?, train_labels?, test_images?, test_labels?])
 }
@@ -100,7 +105,7 @@ async fn find(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
             Err(source) => {
                 return Err(IdxError::Storage {
                     file: location.to_string(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -122,7 +127,7 @@ fn find_blocking(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
             Err(source) => {
                 return Err(IdxError::Storage {
                     file: location.to_string(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -131,7 +136,9 @@ fn find_blocking(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
 }
 
 /// Decodes both splits, the training split on a second thread (decompression dominates).
-fn decode_splits([train_images, train_labels, test_images, test_labels]: [Found; 4]) -> Result<MnistSplits, IdxError> {
+fn decode_splits(
+    [train_images, train_labels, test_images, test_labels]: [Found; 4],
+) -> Result<MnistSplits, IdxError> {
     let decode = |images: &Found, labels: &Found| {
         Dataset::from_idx_bytes(&images.name, &images.bytes, &labels.name, &labels.bytes)
     };

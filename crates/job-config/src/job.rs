@@ -176,7 +176,11 @@ fn walk_document(problems: &mut Problems, root: &Node) -> Option<Walked> {
         .iter()
         .any(|(key, _)| matches!(key, Node::Str(name) if JOB_MARKERS.contains(&name.as_str())));
     if !is_job {
-        let fields = Fields::open(problems, root, "", TRAINING_INPUT_FIELDS)?;
+        // The Job keys are never present here (they would make this a Job), but listing them lets
+        // a misspelt wrapper such as `trainingInpt:` get "did you mean trainingInput?".
+        let mut known = TRAINING_INPUT_FIELDS.to_vec();
+        known.extend(JOB_MARKERS.iter().map(|name| field(name)));
+        let fields = Fields::open(problems, root, "", &known)?;
         let input = parse_training_input(problems, &fields);
         let resolved = resolve(problems, &fields, &input);
         return Some((

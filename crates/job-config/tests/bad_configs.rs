@@ -28,6 +28,11 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["jobID: unknown field; did you mean jobId?"],
     ),
     (
+        "misspelt trainingInput wrapper",
+        "trainingInpt:\n  scaleTier: BASIC\n",
+        &["trainingInpt: unknown field; did you mean trainingInput?"],
+    ),
+    (
         "CUSTOM without masterType",
         "trainingInput:\n  scaleTier: CUSTOM\n",
         &["trainingInput.masterType: required when scaleTier is CUSTOM"],

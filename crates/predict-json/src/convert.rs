@@ -101,16 +101,15 @@ impl Column {
     /// Moves the collected instances out as one `[n, ...]` tensor; learned dims are kept so the
     /// next chunk must have the same shape.
     pub(crate) fn take_tensor(&mut self) -> Result<HostTensor, String> {
-        if let Some(batch) = self.fixed_batch {
-            if batch != self.instances {
-                return Err(format!(
-                    "input \"{}\" has a fixed batch size of {batch} in the signature, found {} \
-                     instance{}",
-                    self.name,
-                    self.instances,
-                    plural(self.instances)
-                ));
-            }
+        if let Some(batch) = self.fixed_batch
+            && batch != self.instances
+        {
+            return Err(format!(
+                "input \"{}\" has a fixed batch size of {batch} in the signature, found {} instance{}",
+                self.name,
+                self.instances,
+                plural(self.instances)
+            ));
         }
         let mut shape = vec![self.instances];
         shape.extend(self.levels.iter().map(|l| l.len.unwrap_or(0)));

@@ -409,7 +409,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                 continue;
             }
             if *self.found_instances {
-                *self.request_problem = Some(format!("\"instances\" appears twice"));
+                *self.request_problem = Some("\"instances\" appears twice".to_string());
                 return Err(de::Error::custom("invalid request"));
             }
             *self.found_instances = true;
@@ -425,7 +425,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<usize, A::Error> {
-        *self.request_problem = Some(format!("expected a JSON object with an \"instances\" list, found a list"));
+        *self.request_problem = Some("expected a JSON object with an \"instances\" list, found a list".to_string());
         Err(de::Error::custom("invalid request"))
     }
 
@@ -498,7 +498,7 @@ impl<'de> Visitor<'de> for InstanceArraySeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<usize, A::Error> {
-        *self.request_problem = Some(format!("\"instances\" must be a list, found an object"));
+        *self.request_problem = Some("\"instances\" must be a list, found an object".to_string());
         Err(de::Error::custom("invalid request"))
     }
 

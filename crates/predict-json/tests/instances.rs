@@ -62,7 +62,7 @@ fn floats_are_parsed_as_doubles_then_rounded_like_numpy() {
     // 0.1 as f64 then f32; an integer; a value that is exact in f32.
     let batch = parse_lines("[0.1, 3, 0.0039215688593685627]\n", &sig).unwrap();
     let TensorData::F32(values) = batch.inputs["x"].data() else { panic!("not f32") };
-    assert_eq!(values, &[0.1f64 as f32, 3.0, 0.003_921_568_8]);
+    assert_eq!(values, &[0.1f64 as f32, 3.0, 1.0f32 / 255.0]);
 }
 
 #[test]

@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bias: (0..pair[1]).map(|_| next() * 0.1).collect(),
             in_dim: pair[0],
             out_dim: pair[1],
-            activation: if i + 2 < dims.len() { Activation::Relu } else { Activation::Linear },
+            activation: if i + 2 < dims.len() {
+                Activation::Relu
+            } else {
+                Activation::Linear
+            },
         })
         .collect();
     // Marker-last: saved_model.pb comes last in the list, so it is written last.

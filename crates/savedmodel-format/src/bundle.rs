@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 
-use crate::convert::{dtype_name, element_count, element_size, shape_from_proto, shape_to_proto, value_dtype};
+use crate::convert::{
+    dtype_name, element_count, element_size, shape_from_proto, shape_to_proto, value_dtype,
+};
 use crate::crc;
 use crate::error::FormatError;
 use crate::proto::{BundleEntryProto, BundleHeaderProto, VersionDef};
@@ -50,15 +52,25 @@ pub struct BundleFiles {
 /// Tensors are appended to the data file in the given order (TF's `BundleWriter` does the
 /// same: the data file follows insertion order, the index is sorted by name). Names must be
 /// unique and non-empty (the empty key is the header).
-pub fn write_bundle<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a HostTensor)>) -> Result<BundleFiles, FormatError> {
+pub fn write_bundle<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a HostTensor)>,
+) -> Result<BundleFiles, FormatError> {
     let mut data = Vec::new();
     let mut entries: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     for (name, tensor) in tensors {
         if name.is_empty() {
-            return Err(FormatError::entry(VARIABLES_INDEX, name, "tensor names must not be empty"));
+            return Err(FormatError::entry(
+                VARIABLES_INDEX,
+                name,
+                "tensor names must not be empty",
+            ));
         }
         if entries.contains_key(name) {
-            return Err(FormatError::entry(VARIABLES_INDEX, name, "duplicate tensor name"));
+            return Err(FormatError::entry(
+                VARIABLES_INDEX,
+                name,
+                "duplicate tensor name",
+            ));
         }
         let bytes = match tensor.data() {
             TensorData::Str(strings) => encode_strings(strings),
@@ -82,11 +94,17 @@ pub fn write_bundle<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a HostTens
     let header = BundleHeaderProto {
         num_shards: 1,
         endianness: BundleHeaderProto::LITTLE_ENDIAN,
-        version: Some(VersionDef { producer: BUNDLE_VERSION, ..Default::default() }),
+        version: Some(VersionDef {
+            producer: BUNDLE_VERSION,
+            ..Default::default()
+        }),
     }
     .encode_to_vec();
-    let table_entries = std::iter::once((b"".as_slice(), header.as_slice()))
-        .chain(entries.iter().map(|(name, entry)| (name.as_bytes(), entry.as_slice())));
+    let table_entries = std::iter::once((b"".as_slice(), header.as_slice())).chain(
+        entries
+            .iter()
+            .map(|(name, entry)| (name.as_bytes(), entry.as_slice())),
+    );
     let index = build_table(TableOptions::TENSORFLOW, table_entries)?;
     Ok(BundleFiles { index, data })
 }
@@ -103,7 +121,12 @@ fn encode_strings(strings: &[Vec<u8>]) -> Vec<u8> {
         }
         out.push(len as u8);
     }
-    out.extend_from_slice(&crc::mask(crc::crc32c(&fixed_width_lengths(strings.iter().map(|s| s.len() as u64)))).to_le_bytes());
+    out.extend_from_slice(
+        &crc::mask(crc::crc32c(&fixed_width_lengths(
+            strings.iter().map(|s| s.len() as u64),
+        )))
+        .to_le_bytes(),
+    );
     for s in strings {
         out.extend_from_slice(s);
     }
@@ -162,16 +185,30 @@ impl BundleIndex {
         let mut rows = table.entries()?.into_iter();
         let header_bytes = match rows.next() {
             Some((key, value)) if key.is_empty() => value,
-            _ => return Err(FormatError::table(index_file, "the first entry is not the bundle header (empty key)")),
+            _ => {
+                return Err(FormatError::table(
+                    index_file,
+                    "the first entry is not the bundle header (empty key)",
+                ));
+            }
         };
         let header = BundleHeaderProto::decode(header_bytes.as_slice())
             .map_err(|e| FormatError::decode(index_file, "BundleHeaderProto", e))?;
-        let header_error = |reason: String| FormatError::entry(index_file, "", format!("bundle header: {reason}"));
+        let header_error =
+            |reason: String| FormatError::entry(index_file, "", format!("bundle header: {reason}"));
         if !(1..=MAX_SHARDS).contains(&header.num_shards) {
-            return Err(header_error(format!("num_shards is {}, expected 1..={MAX_SHARDS}", header.num_shards)));
+            return Err(header_error(format!(
+                "num_shards is {}, expected 1..={MAX_SHARDS}",
+                header.num_shards
+            )));
         }
-        if header.endianness != BundleHeaderProto::LITTLE_ENDIAN && header.endianness != BundleHeaderProto::BIG_ENDIAN {
-            return Err(header_error(format!("unknown endianness {}", header.endianness)));
+        if header.endianness != BundleHeaderProto::LITTLE_ENDIAN
+            && header.endianness != BundleHeaderProto::BIG_ENDIAN
+        {
+            return Err(header_error(format!(
+                "unknown endianness {}",
+                header.endianness
+            )));
         }
         let version = header.version.clone().unwrap_or_default();
         if version.producer < 0
@@ -186,17 +223,32 @@ impl BundleIndex {
         let mut entries = BTreeMap::new();
         for (key, value) in rows {
             let name = String::from_utf8(key).map_err(|e| {
-                FormatError::table(index_file, format!("tensor name {:?} is not UTF-8", String::from_utf8_lossy(e.as_bytes())))
+                FormatError::table(
+                    index_file,
+                    format!(
+                        "tensor name {:?} is not UTF-8",
+                        String::from_utf8_lossy(e.as_bytes())
+                    ),
+                )
             })?;
-            let entry = BundleEntryProto::decode(value.as_slice()).map_err(|e| FormatError::Decode {
-                file: index_file.to_string(),
-                message: "BundleEntryProto",
-                source: e,
-            })?;
+            let entry =
+                BundleEntryProto::decode(value.as_slice()).map_err(|e| FormatError::Decode {
+                    file: index_file.to_string(),
+                    message: "BundleEntryProto",
+                    source: e,
+                })?;
             entries.insert(name, entry);
         }
-        let prefix = index_file.strip_suffix(".index").unwrap_or(index_file).to_string();
-        Ok(BundleIndex { index_file: index_file.to_string(), prefix, header, entries })
+        let prefix = index_file
+            .strip_suffix(".index")
+            .unwrap_or(index_file)
+            .to_string();
+        Ok(BundleIndex {
+            index_file: index_file.to_string(),
+            prefix,
+            header,
+            entries,
+        })
     }
 
     pub fn header(&self) -> &BundleHeaderProto {
@@ -210,7 +262,9 @@ impl BundleIndex {
 
     /// The data file names, indexed by shard id (e.g. `variables/variables.data-00000-of-00001`).
     pub fn data_file_names(&self) -> Vec<String> {
-        (0..self.num_shards()).map(|i| data_file_name(&self.prefix, i, self.num_shards())).collect()
+        (0..self.num_shards())
+            .map(|i| data_file_name(&self.prefix, i, self.num_shards()))
+            .collect()
     }
 
     /// Tensor names in sorted order.
@@ -233,7 +287,10 @@ impl BundleIndex {
     fn entry_or_error(&self, name: &str) -> Result<&BundleEntryProto, FormatError> {
         self.entries
             .get(name)
-            .ok_or_else(|| FormatError::TensorNotFound { file: self.index_file.clone(), tensor: name.to_string() })
+            .ok_or_else(|| FormatError::TensorNotFound {
+                file: self.index_file.clone(),
+                tensor: name.to_string(),
+            })
     }
 
     /// The dtype and shape the index records for a tensor.
@@ -247,7 +304,11 @@ impl BundleIndex {
 
     /// Reads one tensor. `shards[i]` holds the bytes of data file `i` (see
     /// [`data_file_names`](Self::data_file_names)), or `None` if that file does not exist.
-    pub fn read_tensor(&self, name: &str, shards: &[Option<&[u8]>]) -> Result<HostTensor, FormatError> {
+    pub fn read_tensor(
+        &self,
+        name: &str,
+        shards: &[Option<&[u8]>],
+    ) -> Result<HostTensor, FormatError> {
         let entry = self.entry_or_error(name)?;
         if !entry.slices.is_empty() {
             return Err(FormatError::entry(
@@ -265,7 +326,11 @@ impl BundleIndex {
                 FormatError::entry(
                     &self.index_file,
                     name,
-                    format!("shard_id {} is outside 0..{}", entry.shard_id, self.num_shards()),
+                    format!(
+                        "shard_id {} is outside 0..{}",
+                        entry.shard_id,
+                        self.num_shards()
+                    ),
                 )
             })?;
         let data_file = data_file_name(&self.prefix, shard, self.num_shards());
@@ -273,30 +338,40 @@ impl BundleIndex {
             .get(shard as usize)
             .copied()
             .flatten()
-            .ok_or_else(|| FormatError::MissingDataFile { file: data_file.clone(), tensor: name.to_string() })?;
-        let (Ok(offset), Ok(size)) = (u64::try_from(entry.offset), u64::try_from(entry.size)) else {
+            .ok_or_else(|| FormatError::MissingDataFile {
+                file: data_file.clone(),
+                tensor: name.to_string(),
+            })?;
+        let (Ok(offset), Ok(size)) = (u64::try_from(entry.offset), u64::try_from(entry.size))
+        else {
             return Err(FormatError::entry(
                 &self.index_file,
                 name,
                 format!("negative offset {} or size {}", entry.offset, entry.size),
             ));
         };
-        let end = offset.checked_add(size).filter(|&end| end <= data.len() as u64).ok_or_else(|| {
-            FormatError::DataOutOfRange {
+        let end = offset
+            .checked_add(size)
+            .filter(|&end| end <= data.len() as u64)
+            .ok_or_else(|| FormatError::DataOutOfRange {
                 file: data_file.clone(),
                 tensor: name.to_string(),
                 offset,
                 end: offset.saturating_add(size),
                 file_len: data.len() as u64,
-            }
-        })?;
+            })?;
         // Within `data.len()`, so the casts cannot truncate.
         let bytes = &data[offset as usize..end as usize];
         let context = format!("{data_file}: tensor '{name}'");
 
         if dtype == DataType::String {
-            let (strings, computed) = decode_strings(bytes, n)
-                .map_err(|reason| FormatError::entry(&self.index_file, name, format!("invalid string tensor: {reason}")))?;
+            let (strings, computed) = decode_strings(bytes, n).map_err(|reason| {
+                FormatError::entry(
+                    &self.index_file,
+                    name,
+                    format!("invalid string tensor: {reason}"),
+                )
+            })?;
             if computed != entry.crc32c {
                 return Err(self.checksum_error(&data_file, name, entry.crc32c, computed));
             }
@@ -331,13 +406,29 @@ impl BundleIndex {
         HostTensor::from_le_bytes(dtype, shape, bytes, &context)
     }
 
-    fn checksum_error(&self, data_file: &str, name: &str, stored: u32, computed: u32) -> FormatError {
-        FormatError::TensorChecksum { file: data_file.to_string(), tensor: name.to_string(), stored, computed }
+    fn checksum_error(
+        &self,
+        data_file: &str,
+        name: &str,
+        stored: u32,
+        computed: u32,
+    ) -> FormatError {
+        FormatError::TensorChecksum {
+            file: data_file.to_string(),
+            tensor: name.to_string(),
+            stored,
+            computed,
+        }
     }
 
     /// Reads every tensor, in name order.
-    pub fn read_all(&self, shards: &[Option<&[u8]>]) -> Result<Vec<(String, HostTensor)>, FormatError> {
-        self.tensor_names().map(|name| Ok((name.to_string(), self.read_tensor(name, shards)?))).collect()
+    pub fn read_all(
+        &self,
+        shards: &[Option<&[u8]>],
+    ) -> Result<Vec<(String, HostTensor)>, FormatError> {
+        self.tensor_names()
+            .map(|name| Ok((name.to_string(), self.read_tensor(name, shards)?)))
+            .collect()
     }
 }
 
@@ -351,12 +442,14 @@ fn decode_strings(bytes: &[u8], n: usize) -> Result<(Vec<Vec<u8>>, u32), String>
     let mut lengths = Vec::with_capacity(n);
     let mut at = 0;
     for i in 0..n {
-        let (len, used) = crate::sstable::get_varint64(&bytes[at..]).ok_or_else(|| format!("bad length varint of element {i}"))?;
+        let (len, used) = crate::sstable::get_varint64(&bytes[at..])
+            .ok_or_else(|| format!("bad length varint of element {i}"))?;
         lengths.push(len);
         at += used;
     }
     let crc_bytes = bytes.get(at..at + 4).ok_or("missing length checksum")?;
-    let stored_length_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let stored_length_crc =
+        u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
     let fixed_lengths = fixed_width_lengths(lengths.iter().copied());
     let computed_length_crc = crc::masked_crc32c(&fixed_lengths);
     if stored_length_crc != computed_length_crc {
@@ -372,7 +465,12 @@ fn decode_strings(bytes: &[u8], n: usize) -> Result<(Vec<Vec<u8>>, u32), String>
             .ok()
             .and_then(|len| at.checked_add(len))
             .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| format!("element {i} ({len} bytes) extends past the entry's {} bytes", bytes.len()))?;
+            .ok_or_else(|| {
+                format!(
+                    "element {i} ({len} bytes) extends past the entry's {} bytes",
+                    bytes.len()
+                )
+            })?;
         crc = crc32c::crc32c_append(crc, &bytes[at..end]);
         strings.push(bytes[at..end].to_vec());
         at = end;
@@ -395,16 +493,25 @@ mod tests {
         let kernel = f32_tensor(vec![4, 3], (0..12).map(|i| i as f32).collect());
         let files = write_bundle([("dense/bias", &bias), ("dense/kernel", &kernel)]).unwrap();
         assert_eq!(files.index.len(), 160);
-        assert_eq!(&files.index[..9], [0x00, 0x00, 0x06, 0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]);
+        assert_eq!(
+            &files.index[..9],
+            [0x00, 0x00, 0x06, 0x08, 0x01, 0x1a, 0x02, 0x08, 0x01]
+        );
         // dense/bias entry with TF's checksum of 12 zero bytes.
         let mut bias_entry = vec![0x00, 0x0a, 0x0f];
         bias_entry.extend_from_slice(b"dense/bias");
-        bias_entry.extend_from_slice(&[0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x03, 0x28, 0x0c, 0x35, 0x99, 0x41, 0x3d, 0x0d]);
+        bias_entry.extend_from_slice(&[
+            0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x03, 0x28, 0x0c, 0x35, 0x99, 0x41, 0x3d,
+            0x0d,
+        ]);
         assert_eq!(&files.index[9..0x25], bias_entry.as_slice());
         // footer handles: metaindex (80, 8), index (93, 14)
         assert_eq!(&files.index[0x70..0x74], [0x50, 0x08, 0x5d, 0x0e]);
         // The index block's only key is FindShortSuccessor("dense/kernel") = "e".
-        assert_eq!(&files.index[0x5d..0x63], [0x00, 0x01, 0x02, b'e', 0x00, 0x4b]);
+        assert_eq!(
+            &files.index[0x5d..0x63],
+            [0x00, 0x01, 0x02, b'e', 0x00, 0x4b]
+        );
     }
 
     #[test]
@@ -423,22 +530,56 @@ mod tests {
     #[test]
     fn round_trip_all_supported_dtypes() {
         let tensors = vec![
-            ("a/f32", f32_tensor(vec![2, 2], vec![1.0, -0.5, f32::MAX, 0.0])),
-            ("b/f64", HostTensor::new(vec![], TensorData::F64(vec![3.25])).unwrap()),
-            ("c/i64", HostTensor::new(vec![3], TensorData::I64(vec![i64::MIN, 0, 7])).unwrap()),
-            ("d/i32", HostTensor::new(vec![1, 2], TensorData::I32(vec![-3, 9])).unwrap()),
-            ("e/bool", HostTensor::new(vec![3], TensorData::Bool(vec![true, false, true])).unwrap()),
-            ("f/u8", HostTensor::new(vec![2], TensorData::U8(vec![0, 255])).unwrap()),
-            ("g/i16", HostTensor::new(vec![2], TensorData::I16(vec![-300, 300])).unwrap()),
-            ("h/i8", HostTensor::new(vec![2], TensorData::I8(vec![-128, 127])).unwrap()),
-            ("i/str", HostTensor::new(vec![2], TensorData::Str(vec![b"x".to_vec(), vec![0u8; 200]])).unwrap()),
+            (
+                "a/f32",
+                f32_tensor(vec![2, 2], vec![1.0, -0.5, f32::MAX, 0.0]),
+            ),
+            (
+                "b/f64",
+                HostTensor::new(vec![], TensorData::F64(vec![3.25])).unwrap(),
+            ),
+            (
+                "c/i64",
+                HostTensor::new(vec![3], TensorData::I64(vec![i64::MIN, 0, 7])).unwrap(),
+            ),
+            (
+                "d/i32",
+                HostTensor::new(vec![1, 2], TensorData::I32(vec![-3, 9])).unwrap(),
+            ),
+            (
+                "e/bool",
+                HostTensor::new(vec![3], TensorData::Bool(vec![true, false, true])).unwrap(),
+            ),
+            (
+                "f/u8",
+                HostTensor::new(vec![2], TensorData::U8(vec![0, 255])).unwrap(),
+            ),
+            (
+                "g/i16",
+                HostTensor::new(vec![2], TensorData::I16(vec![-300, 300])).unwrap(),
+            ),
+            (
+                "h/i8",
+                HostTensor::new(vec![2], TensorData::I8(vec![-128, 127])).unwrap(),
+            ),
+            (
+                "i/str",
+                HostTensor::new(
+                    vec![2],
+                    TensorData::Str(vec![b"x".to_vec(), vec![0u8; 200]]),
+                )
+                .unwrap(),
+            ),
             ("j/empty", f32_tensor(vec![0, 5], vec![])),
         ];
         // Insert in reverse to check the data file follows insertion order and the index sorts.
         let files = write_bundle(tensors.iter().rev().map(|(n, t)| (*n, t))).unwrap();
         let index = BundleIndex::parse(VARIABLES_INDEX, &files.index).unwrap();
         assert_eq!(index.data_file_names(), vec![VARIABLES_DATA.to_string()]);
-        assert_eq!(index.tensor_names().collect::<Vec<_>>(), tensors.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+        assert_eq!(
+            index.tensor_names().collect::<Vec<_>>(),
+            tensors.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+        );
         assert_eq!(index.entry("j/empty").unwrap().offset, 0);
         let shards = [Some(files.data.as_slice())];
         for (name, tensor) in &tensors {
@@ -461,52 +602,164 @@ mod tests {
         files.data[13] ^= 0x01; // inside dense/kernel (bias takes bytes 0..12)
         let shards = [Some(files.data.as_slice())];
         assert!(index.read_tensor("dense/bias", &shards).is_ok());
-        let err = index.read_tensor("dense/kernel", &shards).unwrap_err().to_string();
-        assert!(err.contains("dense/kernel") && err.contains("checksum mismatch") && err.contains(VARIABLES_DATA), "{err}");
+        let err = index
+            .read_tensor("dense/kernel", &shards)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dense/kernel")
+                && err.contains("checksum mismatch")
+                && err.contains(VARIABLES_DATA),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_or_short_data_file_names_file_and_tensor() {
         let (files, index) = sample();
-        let err = index.read_tensor("dense/bias", &[None]).unwrap_err().to_string();
-        assert!(err.contains(VARIABLES_DATA) && err.contains("missing") && err.contains("dense/bias"), "{err}");
-        let err = index.read_tensor("dense/bias", &[]).unwrap_err().to_string();
+        let err = index
+            .read_tensor("dense/bias", &[None])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(VARIABLES_DATA) && err.contains("missing") && err.contains("dense/bias"),
+            "{err}"
+        );
+        let err = index
+            .read_tensor("dense/bias", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
         let short = &files.data[..20];
-        let err = index.read_tensor("dense/kernel", &[Some(short)]).unwrap_err().to_string();
-        assert!(err.contains(VARIABLES_DATA) && err.contains("dense/kernel") && err.contains("only 20 bytes"), "{err}");
+        let err = index
+            .read_tensor("dense/kernel", &[Some(short)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(VARIABLES_DATA)
+                && err.contains("dense/kernel")
+                && err.contains("only 20 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_entries_are_errors_not_panics() {
         let (files, _) = sample();
         let shards = [Some(files.data.as_slice())];
-        let header = BundleHeaderProto { num_shards: 1, version: Some(VersionDef { producer: 1, ..Default::default() }), ..Default::default() };
+        let header = BundleHeaderProto {
+            num_shards: 1,
+            version: Some(VersionDef {
+                producer: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         let make_index = |entry: BundleEntryProto| {
             let h = header.encode_to_vec();
             let e = entry.encode_to_vec();
-            let bytes = build_table(TableOptions::TENSORFLOW, [(b"".as_slice(), h.as_slice()), (b"t".as_slice(), e.as_slice())]).unwrap();
+            let bytes = build_table(
+                TableOptions::TENSORFLOW,
+                [
+                    (b"".as_slice(), h.as_slice()),
+                    (b"t".as_slice(), e.as_slice()),
+                ],
+            )
+            .unwrap();
             BundleIndex::parse(VARIABLES_INDEX, &bytes).unwrap()
         };
-        let base = BundleEntryProto { dtype: 1, shape: Some(shape_to_proto(&[3])), size: 12, ..Default::default() };
+        let base = BundleEntryProto {
+            dtype: 1,
+            shape: Some(shape_to_proto(&[3])),
+            size: 12,
+            ..Default::default()
+        };
         let cases: Vec<(BundleEntryProto, &str)> = vec![
-            (BundleEntryProto { dtype: 8, ..base.clone() }, "DT_COMPLEX64"),
-            (BundleEntryProto { dtype: 77, ..base.clone() }, "unsupported dtype 77"),
-            (BundleEntryProto { size: 8, ..base.clone() }, "invalid size"),
-            (BundleEntryProto { offset: i64::MAX, ..base.clone() }, "needs bytes"),
-            (BundleEntryProto { offset: -1, ..base.clone() }, "negative offset"),
-            (BundleEntryProto { shard_id: 3, ..base.clone() }, "shard_id 3"),
-            (BundleEntryProto { shape: Some(shape_to_proto(&[1 << 40, 1 << 40])), ..base.clone() }, "too many elements"),
-            (BundleEntryProto { shape: Some(crate::proto::TensorShapeProto::from_dims(&[-1])), ..base.clone() }, "not fully defined"),
-            (BundleEntryProto { slices: vec![Default::default()], ..base.clone() }, "partitioned"),
-            (BundleEntryProto { dtype: 7, size: 12, shape: Some(shape_to_proto(&[1_000_000_000])), ..base.clone() }, "cannot fit"),
+            (
+                BundleEntryProto {
+                    dtype: 8,
+                    ..base.clone()
+                },
+                "DT_COMPLEX64",
+            ),
+            (
+                BundleEntryProto {
+                    dtype: 77,
+                    ..base.clone()
+                },
+                "unsupported dtype 77",
+            ),
+            (
+                BundleEntryProto {
+                    size: 8,
+                    ..base.clone()
+                },
+                "invalid size",
+            ),
+            (
+                BundleEntryProto {
+                    offset: i64::MAX,
+                    ..base.clone()
+                },
+                "needs bytes",
+            ),
+            (
+                BundleEntryProto {
+                    offset: -1,
+                    ..base.clone()
+                },
+                "negative offset",
+            ),
+            (
+                BundleEntryProto {
+                    shard_id: 3,
+                    ..base.clone()
+                },
+                "shard_id 3",
+            ),
+            (
+                BundleEntryProto {
+                    shape: Some(shape_to_proto(&[1 << 40, 1 << 40])),
+                    ..base.clone()
+                },
+                "too many elements",
+            ),
+            (
+                BundleEntryProto {
+                    shape: Some(crate::proto::TensorShapeProto::from_dims(&[-1])),
+                    ..base.clone()
+                },
+                "not fully defined",
+            ),
+            (
+                BundleEntryProto {
+                    slices: vec![Default::default()],
+                    ..base.clone()
+                },
+                "partitioned",
+            ),
+            (
+                BundleEntryProto {
+                    dtype: 7,
+                    size: 12,
+                    shape: Some(shape_to_proto(&[1_000_000_000])),
+                    ..base.clone()
+                },
+                "cannot fit",
+            ),
         ];
         for (entry, expected) in cases {
             let index = make_index(entry.clone());
             let err = index.read_tensor("t", &shards).unwrap_err().to_string();
-            assert!(err.contains(expected) && err.contains("'t'"), "{entry:?}: {err}");
+            assert!(
+                err.contains(expected) && err.contains("'t'"),
+                "{entry:?}: {err}"
+            );
         }
-        let err = make_index(base).read_tensor("nope", &shards).unwrap_err().to_string();
+        let err = make_index(base)
+            .read_tensor("nope", &shards)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'nope' not found"), "{err}");
     }
 
@@ -515,19 +768,37 @@ mod tests {
         let table_with_header = |header: &[u8]| {
             build_table(TableOptions::TENSORFLOW, [(b"".as_slice(), header)]).unwrap()
         };
-        let zero_shards = BundleHeaderProto { num_shards: 0, ..Default::default() }.encode_to_vec();
-        let err = BundleIndex::parse(VARIABLES_INDEX, &table_with_header(&zero_shards)).unwrap_err().to_string();
-        assert!(err.contains("num_shards is 0"), "{err}");
-        let future = BundleHeaderProto {
-            num_shards: 1,
-            version: Some(VersionDef { producer: 5, min_consumer: 4, ..Default::default() }),
+        let zero_shards = BundleHeaderProto {
+            num_shards: 0,
             ..Default::default()
         }
         .encode_to_vec();
-        let err = BundleIndex::parse(VARIABLES_INDEX, &table_with_header(&future)).unwrap_err().to_string();
+        let err = BundleIndex::parse(VARIABLES_INDEX, &table_with_header(&zero_shards))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("num_shards is 0"), "{err}");
+        let future = BundleHeaderProto {
+            num_shards: 1,
+            version: Some(VersionDef {
+                producer: 5,
+                min_consumer: 4,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let err = BundleIndex::parse(VARIABLES_INDEX, &table_with_header(&future))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("min_consumer 4"), "{err}");
-        let no_header = build_table(TableOptions::TENSORFLOW, [(b"x".as_slice(), b"".as_slice())]).unwrap();
-        let err = BundleIndex::parse(VARIABLES_INDEX, &no_header).unwrap_err().to_string();
+        let no_header = build_table(
+            TableOptions::TENSORFLOW,
+            [(b"x".as_slice(), b"".as_slice())],
+        )
+        .unwrap();
+        let err = BundleIndex::parse(VARIABLES_INDEX, &no_header)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not the bundle header"), "{err}");
     }
 
@@ -538,7 +809,10 @@ mod tests {
         let header = BundleHeaderProto {
             num_shards: 1,
             endianness: BundleHeaderProto::BIG_ENDIAN,
-            version: Some(VersionDef { producer: 1, ..Default::default() }),
+            version: Some(VersionDef {
+                producer: 1,
+                ..Default::default()
+            }),
         }
         .encode_to_vec();
         let entry = BundleEntryProto {
@@ -549,9 +823,19 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec();
-        let bytes = build_table(TableOptions::TENSORFLOW, [(b"".as_slice(), header.as_slice()), (b"v".as_slice(), entry.as_slice())]).unwrap();
+        let bytes = build_table(
+            TableOptions::TENSORFLOW,
+            [
+                (b"".as_slice(), header.as_slice()),
+                (b"v".as_slice(), entry.as_slice()),
+            ],
+        )
+        .unwrap();
         let index = BundleIndex::parse("ckpt.index", &bytes).unwrap();
-        assert_eq!(index.data_file_names(), vec!["ckpt.data-00000-of-00001".to_string()]);
+        assert_eq!(
+            index.data_file_names(),
+            vec!["ckpt.data-00000-of-00001".to_string()]
+        );
         let t = index.read_tensor("v", &[Some(&data)]).unwrap();
         assert_eq!(t.data(), &TensorData::F32(values.to_vec()));
     }

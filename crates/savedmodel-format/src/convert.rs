@@ -54,7 +54,11 @@ pub fn dtype_name(code: i32) -> &'static str {
         "DT_FLOAT4_E2M1FN",
     ];
     let base = if code > 100 { code - 100 } else { code };
-    usize::try_from(base).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
+    usize::try_from(base)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Bytes per element of a fixed-size dtype that [`TensorData`] can hold; `None` for strings
@@ -74,15 +78,27 @@ pub fn element_size(dtype: DataType) -> Option<usize> {
 pub fn value_dtype(code: i32, context: &str) -> Result<DataType, FormatError> {
     match DataType::from_tf(code) {
         Some(dt) if dt == DataType::String || element_size(dt).is_some() => Ok(dt),
-        _ => Err(FormatError::UnsupportedDType { context: context.to_string(), dtype: code, name: dtype_name(code) }),
+        _ => Err(FormatError::UnsupportedDType {
+            context: context.to_string(),
+            dtype: code,
+            name: dtype_name(code),
+        }),
     }
 }
 
 /// A fully defined shape from a `TensorShapeProto` (absent = scalar).
-pub fn shape_from_proto(shape: Option<&TensorShapeProto>, context: &str) -> Result<Vec<usize>, FormatError> {
-    let Some(shape) = shape else { return Ok(Vec::new()) };
+pub fn shape_from_proto(
+    shape: Option<&TensorShapeProto>,
+    context: &str,
+) -> Result<Vec<usize>, FormatError> {
+    let Some(shape) = shape else {
+        return Ok(Vec::new());
+    };
     if shape.unknown_rank {
-        return Err(FormatError::InvalidTensor { context: context.to_string(), reason: "shape has unknown rank".into() });
+        return Err(FormatError::InvalidTensor {
+            context: context.to_string(),
+            reason: "shape has unknown rank".into(),
+        });
     }
     let dims = shape
         .dim
@@ -91,7 +107,10 @@ pub fn shape_from_proto(shape: Option<&TensorShapeProto>, context: &str) -> Resu
         .collect::<Result<Vec<usize>, _>>()
         .map_err(|_| FormatError::InvalidTensor {
             context: context.to_string(),
-            reason: format!("shape {:?} is not fully defined", shape.dims().unwrap_or_default()),
+            reason: format!(
+                "shape {:?} is not fully defined",
+                shape.dims().unwrap_or_default()
+            ),
         })?;
     element_count(&dims, context)?;
     Ok(dims)
@@ -99,20 +118,29 @@ pub fn shape_from_proto(shape: Option<&TensorShapeProto>, context: &str) -> Resu
 
 /// `TensorShapeProto` of a concrete shape.
 pub fn shape_to_proto(shape: &[usize]) -> TensorShapeProto {
-    let dims: Vec<i64> = shape.iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
+    let dims: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+        .collect();
     TensorShapeProto::from_dims(&dims)
 }
 
 /// Product of the dims, failing on overflow.
 pub fn element_count(shape: &[usize], context: &str) -> Result<usize, FormatError> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| FormatError::InvalidTensor {
-        context: context.to_string(),
-        reason: format!("shape {shape:?} has too many elements"),
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| FormatError::InvalidTensor {
+            context: context.to_string(),
+            reason: format!("shape {shape:?} has too many elements"),
+        })
 }
 
 fn invalid(context: &str, reason: impl Into<String>) -> FormatError {
-    FormatError::InvalidTensor { context: context.to_string(), reason: reason.into() }
+    FormatError::InvalidTensor {
+        context: context.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn tensor(shape: Vec<usize>, data: TensorData, context: &str) -> Result<HostTensor, FormatError> {
@@ -131,12 +159,21 @@ fn broadcast<T: Clone + Default>(
         return Ok(values.to_vec());
     }
     if values.len() > n {
-        return Err(invalid(context, format!("{} values stored but the shape has {n} elements", values.len())));
+        return Err(invalid(
+            context,
+            format!(
+                "{} values stored but the shape has {n} elements",
+                values.len()
+            ),
+        ));
     }
     if n.saturating_mul(element_bytes) > MAX_BROADCAST_BYTES {
         return Err(invalid(
             context,
-            format!("{} stored values would expand to {n} elements, more than the {MAX_BROADCAST_BYTES}-byte limit", values.len()),
+            format!(
+                "{} stored values would expand to {n} elements, more than the {MAX_BROADCAST_BYTES}-byte limit",
+                values.len()
+            ),
         ));
     }
     let fill = values.last().cloned().unwrap_or_default();
@@ -149,7 +186,10 @@ fn broadcast<T: Clone + Default>(
 impl HostTensor {
     /// Decodes a `TensorProto` (e.g. a Const's `value` attr). `context` names the node/field for
     /// error messages.
-    pub fn from_tensor_proto(proto: &TensorProto, context: &str) -> Result<HostTensor, FormatError> {
+    pub fn from_tensor_proto(
+        proto: &TensorProto,
+        context: &str,
+    ) -> Result<HostTensor, FormatError> {
         let dtype = value_dtype(proto.dtype, context)?;
         let shape = shape_from_proto(proto.tensor_shape.as_ref(), context)?;
         let n = element_count(&shape, context)?;
@@ -157,7 +197,8 @@ impl HostTensor {
             if !proto.tensor_content.is_empty() {
                 return Err(invalid(context, "DT_STRING tensor uses tensor_content"));
             }
-            let per_element = proto.string_val.last().map_or(0, Vec::len) + std::mem::size_of::<Vec<u8>>();
+            let per_element =
+                proto.string_val.last().map_or(0, Vec::len) + std::mem::size_of::<Vec<u8>>();
             let values = broadcast(&proto.string_val, n, per_element, context)?;
             return tensor(shape, TensorData::Str(values), context);
         }
@@ -171,15 +212,24 @@ impl HostTensor {
             DataType::Bool => TensorData::Bool(broadcast(&proto.bool_val, n, 1, context)?),
             // TF stores all narrow integer types in int_val and narrows with a C cast.
             DataType::Int32 => TensorData::I32(broadcast(&proto.int_val, n, 4, context)?),
-            DataType::Int16 => {
-                TensorData::I16(broadcast(&proto.int_val, n, 4, context)?.into_iter().map(|v| v as i16).collect())
-            }
-            DataType::Int8 => {
-                TensorData::I8(broadcast(&proto.int_val, n, 4, context)?.into_iter().map(|v| v as i8).collect())
-            }
-            DataType::UInt8 => {
-                TensorData::U8(broadcast(&proto.int_val, n, 4, context)?.into_iter().map(|v| v as u8).collect())
-            }
+            DataType::Int16 => TensorData::I16(
+                broadcast(&proto.int_val, n, 4, context)?
+                    .into_iter()
+                    .map(|v| v as i16)
+                    .collect(),
+            ),
+            DataType::Int8 => TensorData::I8(
+                broadcast(&proto.int_val, n, 4, context)?
+                    .into_iter()
+                    .map(|v| v as i8)
+                    .collect(),
+            ),
+            DataType::UInt8 => TensorData::U8(
+                broadcast(&proto.int_val, n, 4, context)?
+                    .into_iter()
+                    .map(|v| v as u8)
+                    .collect(),
+            ),
             other => {
                 return Err(FormatError::UnsupportedDType {
                     context: context.to_string(),
@@ -218,7 +268,12 @@ impl HostTensor {
     }
 
     /// Decodes a row-major little-endian buffer of a fixed-size dtype.
-    pub fn from_le_bytes(dtype: DataType, shape: Vec<usize>, bytes: &[u8], context: &str) -> Result<HostTensor, FormatError> {
+    pub fn from_le_bytes(
+        dtype: DataType,
+        shape: Vec<usize>,
+        bytes: &[u8],
+        context: &str,
+    ) -> Result<HostTensor, FormatError> {
         let n = element_count(&shape, context)?;
         let size = element_size(dtype).ok_or_else(|| FormatError::UnsupportedDType {
             context: context.to_string(),
@@ -228,12 +283,19 @@ impl HostTensor {
         if n.checked_mul(size) != Some(bytes.len()) {
             return Err(invalid(
                 context,
-                format!("{} bytes do not hold {n} elements of {} ({size} bytes each) for shape {shape:?}", bytes.len(), dtype.tf_name()),
+                format!(
+                    "{} bytes do not hold {n} elements of {} ({size} bytes each) for shape {shape:?}",
+                    bytes.len(),
+                    dtype.tf_name()
+                ),
             ));
         }
         let data = match dtype {
             DataType::Float => TensorData::F32(
-                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             ),
             DataType::Double => TensorData::F64(
                 bytes
@@ -242,7 +304,10 @@ impl HostTensor {
                     .collect(),
             ),
             DataType::Int32 => TensorData::I32(
-                bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             ),
             DataType::Int64 => TensorData::I64(
                 bytes
@@ -250,9 +315,12 @@ impl HostTensor {
                     .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                     .collect(),
             ),
-            DataType::Int16 => {
-                TensorData::I16(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
-            }
+            DataType::Int16 => TensorData::I16(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
             DataType::Int8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DataType::UInt8 => TensorData::U8(bytes.to_vec()),
             DataType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
@@ -319,13 +387,19 @@ mod tests {
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert_eq!(t.data(), &TensorData::I32(vec![1, -1]));
         p.tensor_content.pop();
-        let err = HostTensor::from_tensor_proto(&p, "node 'c'").unwrap_err().to_string();
+        let err = HostTensor::from_tensor_proto(&p, "node 'c'")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("node 'c'") && err.contains("7 bytes"), "{err}");
     }
 
     #[test]
     fn scalar_without_shape_is_rank_zero() {
-        let p = TensorProto { dtype: DataType::Int32 as i32, int_val: vec![1], ..Default::default() };
+        let p = TensorProto {
+            dtype: DataType::Int32 as i32,
+            int_val: vec![1],
+            ..Default::default()
+        };
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert!(t.shape().is_empty());
         assert_eq!(t.data(), &TensorData::I32(vec![1]));
@@ -338,18 +412,36 @@ mod tests {
         assert!(HostTensor::from_tensor_proto(&too_many, "c").is_err());
 
         let unknown_dim = proto(DataType::Float, &[-1, 3]);
-        assert!(HostTensor::from_tensor_proto(&unknown_dim, "c").unwrap_err().to_string().contains("not fully defined"));
+        assert!(
+            HostTensor::from_tensor_proto(&unknown_dim, "c")
+                .unwrap_err()
+                .to_string()
+                .contains("not fully defined")
+        );
 
         let huge = proto(DataType::Float, &[1 << 20, 1 << 20]);
-        assert!(HostTensor::from_tensor_proto(&huge, "c").unwrap_err().to_string().contains("limit"));
+        assert!(
+            HostTensor::from_tensor_proto(&huge, "c")
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
 
         let overflow = proto(DataType::Float, &[i64::MAX, i64::MAX]);
         assert!(HostTensor::from_tensor_proto(&overflow, "c").is_err());
 
         let complex = proto(DataType::Float, &[1]);
-        let complex = TensorProto { dtype: 8, ..complex };
-        let err = HostTensor::from_tensor_proto(&complex, "node 'k'").unwrap_err().to_string();
-        assert!(err.contains("DT_COMPLEX64") && err.contains("node 'k'"), "{err}");
+        let complex = TensorProto {
+            dtype: 8,
+            ..complex
+        };
+        let err = HostTensor::from_tensor_proto(&complex, "node 'k'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DT_COMPLEX64") && err.contains("node 'k'"),
+            "{err}"
+        );
     }
 
     #[test]

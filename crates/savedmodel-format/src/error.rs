@@ -24,7 +24,13 @@ pub enum FormatError {
     #[error(
         "{file}: block checksum mismatch in {block} block at offset {offset} (stored {stored:#010x}, computed {computed:#010x})"
     )]
-    BlockChecksum { file: String, block: &'static str, offset: u64, stored: u32, computed: u32 },
+    BlockChecksum {
+        file: String,
+        block: &'static str,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
 
     /// An SSTable could not be written (keys out of order, …).
     #[error("table writer: {reason}")]
@@ -32,21 +38,38 @@ pub enum FormatError {
 
     /// A bundle index entry is invalid or inconsistent (bad header, size, shape, slices, …).
     #[error("{file}: tensor '{tensor}': {reason}")]
-    BundleEntry { file: String, tensor: String, reason: String },
+    BundleEntry {
+        file: String,
+        tensor: String,
+        reason: String,
+    },
 
     /// The tensor's bytes in the data file do not match the checksum in the index.
     #[error(
         "{file}: tensor '{tensor}': checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the data file is corrupt"
     )]
-    TensorChecksum { file: String, tensor: String, stored: u32, computed: u32 },
+    TensorChecksum {
+        file: String,
+        tensor: String,
+        stored: u32,
+        computed: u32,
+    },
 
     /// The data shard holding a tensor was not supplied (the file is missing).
     #[error("{file}: data file is missing (needed for tensor '{tensor}')")]
     MissingDataFile { file: String, tensor: String },
 
     /// A tensor's byte range lies outside its data file (truncated file or corrupt index).
-    #[error("{file}: tensor '{tensor}' needs bytes {offset}..{end} but the file has only {file_len} bytes")]
-    DataOutOfRange { file: String, tensor: String, offset: u64, end: u64, file_len: u64 },
+    #[error(
+        "{file}: tensor '{tensor}' needs bytes {offset}..{end} but the file has only {file_len} bytes"
+    )]
+    DataOutOfRange {
+        file: String,
+        tensor: String,
+        offset: u64,
+        end: u64,
+        file_len: u64,
+    },
 
     /// A tensor name was looked up that the bundle does not contain.
     #[error("{file}: tensor '{tensor}' not found in the bundle")]
@@ -54,7 +77,11 @@ pub enum FormatError {
 
     /// A dtype this crate cannot decode/encode. `context` says where it was found.
     #[error("{context}: unsupported dtype {dtype} ({name})")]
-    UnsupportedDType { context: String, dtype: i32, name: &'static str },
+    UnsupportedDType {
+        context: String,
+        dtype: i32,
+        name: &'static str,
+    },
 
     /// A `TensorProto` (Const value, signature default, …) is malformed.
     #[error("{context}: invalid tensor: {reason}")]
@@ -64,14 +91,19 @@ pub enum FormatError {
     #[error(
         "saved_model.pb: no meta graph matches tags {requested:?}; available tag sets: {available:?}"
     )]
-    MetaGraphNotFound { requested: Vec<String>, available: Vec<Vec<String>> },
+    MetaGraphNotFound {
+        requested: Vec<String>,
+        available: Vec<Vec<String>>,
+    },
 
     /// The SavedModel has no signature with the requested key.
     #[error("saved_model.pb: no signature '{key}'; available signatures: {available:?}")]
     SignatureNotFound { key: String, available: Vec<String> },
 
     /// A signature input/output refers to a tensor that is not in the graph (or is malformed).
-    #[error("saved_model.pb: signature '{signature}' {direction} '{key}' refers to tensor '{tensor}': {reason}")]
+    #[error(
+        "saved_model.pb: signature '{signature}' {direction} '{key}' refers to tensor '{tensor}': {reason}"
+    )]
     SignatureTensor {
         signature: String,
         direction: &'static str,
@@ -89,7 +121,12 @@ pub enum FormatError {
     #[error(
         "variable '{variable}' (checkpoint key '{checkpoint_key}'): graph declares {graph}, but variables/variables.index stores {bundle}"
     )]
-    VariableMismatch { variable: String, checkpoint_key: String, graph: String, bundle: String },
+    VariableMismatch {
+        variable: String,
+        checkpoint_key: String,
+        graph: String,
+        bundle: String,
+    },
 
     /// The model handed to the exporter is inconsistent (shapes, names, non-finite weights).
     #[error("cannot export model: {0}")]
@@ -97,19 +134,37 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    pub(crate) fn decode(file: &str, message: &'static str, source: prost::DecodeError) -> FormatError {
-        FormatError::Decode { file: file.to_string(), message, source }
+    pub(crate) fn decode(
+        file: &str,
+        message: &'static str,
+        source: prost::DecodeError,
+    ) -> FormatError {
+        FormatError::Decode {
+            file: file.to_string(),
+            message,
+            source,
+        }
     }
 
     pub(crate) fn table(file: &str, reason: impl Into<String>) -> FormatError {
-        FormatError::Table { file: file.to_string(), reason: reason.into() }
+        FormatError::Table {
+            file: file.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn entry(file: &str, tensor: &str, reason: impl Into<String>) -> FormatError {
-        FormatError::BundleEntry { file: file.to_string(), tensor: tensor.to_string(), reason: reason.into() }
+        FormatError::BundleEntry {
+            file: file.to_string(),
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn graph(context: impl Into<String>, reason: impl Into<String>) -> FormatError {
-        FormatError::Graph { context: context.into(), reason: reason.into() }
+        FormatError::Graph {
+            context: context.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -293,6 +293,9 @@ pub struct AttrValue {
 }
 
 pub mod attr_value {
+    // Boxing `Tensor` would shrink the enum but make matching on it awkward for every user;
+    // attrs are few per node, so the size does not matter.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Value {
         #[prost(message, tag = "1")]
@@ -343,25 +346,39 @@ pub mod attr_value {
 
 impl AttrValue {
     pub fn from_type(dtype: crate::DataType) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::Type(dtype as i32)) }
+        AttrValue {
+            value: Some(attr_value::Value::Type(dtype as i32)),
+        }
     }
     pub fn from_shape(shape: TensorShapeProto) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::Shape(shape)) }
+        AttrValue {
+            value: Some(attr_value::Value::Shape(shape)),
+        }
     }
     pub fn from_tensor(tensor: TensorProto) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::Tensor(tensor)) }
+        AttrValue {
+            value: Some(attr_value::Value::Tensor(tensor)),
+        }
     }
     pub fn from_string(s: impl Into<Vec<u8>>) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::S(s.into())) }
+        AttrValue {
+            value: Some(attr_value::Value::S(s.into())),
+        }
     }
     pub fn from_int(i: i64) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::I(i)) }
+        AttrValue {
+            value: Some(attr_value::Value::I(i)),
+        }
     }
     pub fn from_bool(b: bool) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::B(b)) }
+        AttrValue {
+            value: Some(attr_value::Value::B(b)),
+        }
     }
     pub fn from_list(list: attr_value::ListValue) -> AttrValue {
-        AttrValue { value: Some(attr_value::Value::List(list)) }
+        AttrValue {
+            value: Some(attr_value::Value::List(list)),
+        }
     }
 
     /// The `DataType` enum number if this is a `type` attr.
@@ -504,7 +521,10 @@ impl TensorShapeProto {
         TensorShapeProto {
             dim: dims
                 .iter()
-                .map(|&size| tensor_shape_proto::Dim { size, name: String::new() })
+                .map(|&size| tensor_shape_proto::Dim {
+                    size,
+                    name: String::new(),
+                })
                 .collect(),
             unknown_rank: false,
         }
@@ -989,9 +1009,17 @@ mod tests {
     /// The NodeDef bytes of savedmodel.md §3 (verified against TF).
     #[test]
     fn placeholder_node_encodes_like_tensorflow() {
-        let mut node = NodeDef { name: "x".into(), op: "Placeholder".into(), ..Default::default() };
-        node.attr.insert("dtype".into(), AttrValue::from_type(crate::DataType::Float));
-        node.attr.insert("shape".into(), AttrValue::from_shape(TensorShapeProto::from_dims(&[-1, 4])));
+        let mut node = NodeDef {
+            name: "x".into(),
+            op: "Placeholder".into(),
+            ..Default::default()
+        };
+        node.attr
+            .insert("dtype".into(), AttrValue::from_type(crate::DataType::Float));
+        node.attr.insert(
+            "shape".into(),
+            AttrValue::from_shape(TensorShapeProto::from_dims(&[-1, 4])),
+        );
         let mut expected = vec![0x0a, 0x01, b'x', 0x12, 0x0b];
         expected.extend_from_slice(b"Placeholder");
         expected.extend_from_slice(&[0x2a, 0x0b, 0x0a, 0x05]);
@@ -1010,7 +1038,10 @@ mod tests {
     #[test]
     fn graph_versions_encode_like_tensorflow() {
         let graph = GraphDef {
-            versions: Some(VersionDef { producer: 1087, ..Default::default() }),
+            versions: Some(VersionDef {
+                producer: 1087,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(graph.encode_to_vec(), [0x22, 0x03, 0x08, 0xbf, 0x08]);
@@ -1018,7 +1049,10 @@ mod tests {
 
     #[test]
     fn empty_object_graph_keeps_presence() {
-        let with = MetaGraphDef { object_graph_def: Some(SavedObjectGraph::default()), ..Default::default() };
+        let with = MetaGraphDef {
+            object_graph_def: Some(SavedObjectGraph::default()),
+            ..Default::default()
+        };
         let without = MetaGraphDef::default();
         assert_eq!(with.encode_to_vec(), [0x3a, 0x00]);
         assert!(without.encode_to_vec().is_empty());
@@ -1038,7 +1072,10 @@ mod tests {
         };
         assert_eq!(
             entry.encode_to_vec(),
-            [0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x03, 0x28, 0x0c, 0x35, 0x99, 0x41, 0x3d, 0x0d]
+            [
+                0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x03, 0x28, 0x0c, 0x35, 0x99, 0x41, 0x3d,
+                0x0d
+            ]
         );
     }
 

@@ -20,13 +20,16 @@ use prost::Message;
 use crate::bundle::{BundleIndex, VARIABLES_INDEX};
 use crate::convert::{dtype_name, value_dtype};
 use crate::error::FormatError;
-use crate::proto::{FunctionDef, MetaGraphDef, NodeDef, OpDef, SavedModel, SignatureDef, TensorInfo, tensor_info};
+use crate::proto::{
+    FunctionDef, MetaGraphDef, NodeDef, OpDef, SavedModel, SignatureDef, TensorInfo, tensor_info,
+};
 use crate::tensor::{DataType, HostTensor, TensorData};
 use crate::writer::SAVED_MODEL_MARKER;
 
 /// Decodes `saved_model.pb`.
 pub fn parse_saved_model(bytes: &[u8]) -> Result<SavedModel, FormatError> {
-    let model = SavedModel::decode(bytes).map_err(|e| FormatError::decode(SAVED_MODEL_MARKER, "SavedModel", e))?;
+    let model = SavedModel::decode(bytes)
+        .map_err(|e| FormatError::decode(SAVED_MODEL_MARKER, "SavedModel", e))?;
     if model.meta_graphs.is_empty() {
         return Err(FormatError::graph("SavedModel", "contains no meta graphs"));
     }
@@ -44,10 +47,18 @@ pub struct SavedModelFiles {
 
 impl SavedModelFiles {
     /// Parses `saved_model.pb` and, if present, `variables/variables.index`.
-    pub fn parse(saved_model_pb: &[u8], variables_index: Option<&[u8]>) -> Result<SavedModelFiles, FormatError> {
+    pub fn parse(
+        saved_model_pb: &[u8],
+        variables_index: Option<&[u8]>,
+    ) -> Result<SavedModelFiles, FormatError> {
         let saved_model = parse_saved_model(saved_model_pb)?;
-        let variables = variables_index.map(|bytes| BundleIndex::parse(VARIABLES_INDEX, bytes)).transpose()?;
-        Ok(SavedModelFiles { saved_model, variables })
+        let variables = variables_index
+            .map(|bytes| BundleIndex::parse(VARIABLES_INDEX, bytes))
+            .transpose()?;
+        Ok(SavedModelFiles {
+            saved_model,
+            variables,
+        })
     }
 
     /// See [`select_meta_graph`].
@@ -58,11 +69,17 @@ impl SavedModelFiles {
 
 /// Tags of a meta graph (empty if it has no `meta_info_def`).
 pub fn meta_graph_tags(meta: &MetaGraphDef) -> Vec<String> {
-    meta.meta_info_def.as_ref().map(|m| m.tags.clone()).unwrap_or_default()
+    meta.meta_info_def
+        .as_ref()
+        .map(|m| m.tags.clone())
+        .unwrap_or_default()
 }
 
 /// The meta graph whose tag *set* equals `tags` (order and duplicates ignored, as in TF).
-pub fn select_meta_graph<'a>(model: &'a SavedModel, tags: &[&str]) -> Result<&'a MetaGraphDef, FormatError> {
+pub fn select_meta_graph<'a>(
+    model: &'a SavedModel,
+    tags: &[&str],
+) -> Result<&'a MetaGraphDef, FormatError> {
     let wanted: HashSet<&str> = tags.iter().copied().collect();
     model
         .meta_graphs
@@ -89,10 +106,12 @@ pub fn signature_keys(meta: &MetaGraphDef) -> Vec<&str> {
 
 /// The signature with the given key.
 pub fn signature<'a>(meta: &'a MetaGraphDef, key: &str) -> Result<&'a SignatureDef, FormatError> {
-    meta.signature_def.get(key).ok_or_else(|| FormatError::SignatureNotFound {
-        key: key.to_string(),
-        available: meta.signature_def.keys().cloned().collect(),
-    })
+    meta.signature_def
+        .get(key)
+        .ok_or_else(|| FormatError::SignatureNotFound {
+            key: key.to_string(),
+            available: meta.signature_def.keys().cloned().collect(),
+        })
 }
 
 /// A reference to output `index` of node `node` (top-level graph syntax `node:index`).
@@ -115,7 +134,11 @@ pub fn parse_tensor_name(name: &str) -> Option<TensorRef<'_>> {
         Some(_) => return None,
         None => (name, 0),
     };
-    if node.is_empty() { None } else { Some(TensorRef { node, index }) }
+    if node.is_empty() {
+        None
+    } else {
+        Some(TensorRef { node, index })
+    }
 }
 
 /// Number of outputs of a node, when it can be determined: from the op's `OpDef` (the meta
@@ -123,11 +146,22 @@ pub fn parse_tensor_name(name: &str) -> Option<TensorRef<'_>> {
 /// for a few common ops. `None` when unknown.
 pub fn output_count(meta: &MetaGraphDef, node: &NodeDef) -> Option<usize> {
     let library = meta.graph_def.as_ref().and_then(|g| g.library.as_ref());
-    if let Some(function) = library.and_then(|l| l.function.iter().find(|f| f.signature.as_ref().is_some_and(|s| s.name == node.op))) {
+    if let Some(function) = library.and_then(|l| {
+        l.function
+            .iter()
+            .find(|f| f.signature.as_ref().is_some_and(|s| s.name == node.op))
+    }) {
         return function.signature.as_ref().map(|s| s.output_arg.len());
     }
-    if matches!(node.op.as_str(), "StatefulPartitionedCall" | "PartitionedCall") {
-        return node.attr.get("Tout").and_then(|t| t.as_list()).map(|l| l.r#type.len());
+    if matches!(
+        node.op.as_str(),
+        "StatefulPartitionedCall" | "PartitionedCall"
+    ) {
+        return node
+            .attr
+            .get("Tout")
+            .and_then(|t| t.as_list())
+            .map(|l| l.r#type.len());
     }
     let op_def = meta
         .meta_info_def
@@ -139,10 +173,32 @@ pub fn output_count(meta: &MetaGraphDef, node: &NodeDef) -> Option<usize> {
     }
     match node.op.as_str() {
         "NoOp" | "AssignVariableOp" | "SaveV2" => Some(0),
-        "Placeholder" | "PlaceholderWithDefault" | "Const" | "Identity" | "VarHandleOp" | "VariableV2"
-        | "ReadVariableOp" | "MatMul" | "BiasAdd" | "Relu" | "Softmax" | "ArgMax" | "Reshape" | "Shape" | "Add"
-        | "AddV2" | "Mul" | "Sigmoid" | "Tanh" | "Cast" | "Merge" => Some(if node.op == "Merge" { 2 } else { 1 }),
-        "RestoreV2" => node.attr.get("dtypes").and_then(|t| t.as_list()).map(|l| l.r#type.len()),
+        "Placeholder"
+        | "PlaceholderWithDefault"
+        | "Const"
+        | "Identity"
+        | "VarHandleOp"
+        | "VariableV2"
+        | "ReadVariableOp"
+        | "MatMul"
+        | "BiasAdd"
+        | "Relu"
+        | "Softmax"
+        | "ArgMax"
+        | "Reshape"
+        | "Shape"
+        | "Add"
+        | "AddV2"
+        | "Mul"
+        | "Sigmoid"
+        | "Tanh"
+        | "Cast"
+        | "Merge" => Some(if node.op == "Merge" { 2 } else { 1 }),
+        "RestoreV2" => node
+            .attr
+            .get("dtypes")
+            .and_then(|t| t.as_list())
+            .map(|l| l.r#type.len()),
         _ => None,
     }
 }
@@ -163,7 +219,10 @@ pub fn op_def_output_count(op_def: &OpDef, node: &NodeDef) -> Option<usize> {
 }
 
 fn graph_nodes(meta: &MetaGraphDef) -> Result<HashMap<&str, &NodeDef>, FormatError> {
-    let graph = meta.graph_def.as_ref().ok_or_else(|| FormatError::graph("meta graph", "has no graph_def"))?;
+    let graph = meta
+        .graph_def
+        .as_ref()
+        .ok_or_else(|| FormatError::graph("meta graph", "has no graph_def"))?;
     Ok(graph.node.iter().map(|n| (n.name.as_str(), n)).collect())
 }
 
@@ -182,9 +241,12 @@ pub fn validate_signature(meta: &MetaGraphDef, key: &str) -> Result<(), FormatEr
                 reason,
             };
             for name in tensor_names(info) {
-                let reference =
-                    parse_tensor_name(name).ok_or_else(|| error(name, "not a tensor name of the form 'node:index'".into()))?;
-                let node = nodes.get(reference.node).ok_or_else(|| error(name, format!("the graph has no node '{}'", reference.node)))?;
+                let reference = parse_tensor_name(name).ok_or_else(|| {
+                    error(name, "not a tensor name of the form 'node:index'".into())
+                })?;
+                let node = nodes.get(reference.node).ok_or_else(|| {
+                    error(name, format!("the graph has no node '{}'", reference.node))
+                })?;
                 // `NoOp` targets (the init-op signature) are named without an index.
                 let is_op_target = !name.contains(':') && output_count(meta, node) == Some(0);
                 if let Some(count) = output_count(meta, node)
@@ -193,14 +255,24 @@ pub fn validate_signature(meta: &MetaGraphDef, key: &str) -> Result<(), FormatEr
                 {
                     return Err(error(
                         name,
-                        format!("node '{}' ({}) has {count} output(s), index {} is out of range", node.name, node.op, reference.index),
+                        format!(
+                            "node '{}' ({}) has {count} output(s), index {} is out of range",
+                            node.name, node.op, reference.index
+                        ),
                     ));
                 }
             }
-            if info.dense_name().is_some() && !is_op_target_info(info) && DataType::from_tf(info.dtype).is_none() {
+            if info.dense_name().is_some()
+                && !is_op_target_info(info)
+                && DataType::from_tf(info.dtype).is_none()
+            {
                 return Err(error(
                     info.dense_name().unwrap_or_default(),
-                    format!("dtype {} ({}) is not supported", info.dtype, dtype_name(info.dtype)),
+                    format!(
+                        "dtype {} ({}) is not supported",
+                        info.dtype,
+                        dtype_name(info.dtype)
+                    ),
                 ));
             }
         }
@@ -254,42 +326,73 @@ pub struct VariableRestore {
 /// `StatefulPartitionedCall` whose body does the same on resource arguments bound to top-level
 /// `VarHandleOp`s). Returns an empty list when the meta graph has no saver.
 pub fn restore_plan(meta: &MetaGraphDef) -> Result<Vec<VariableRestore>, FormatError> {
-    let Some(saver) = meta.saver_def.as_ref() else { return Ok(Vec::new()) };
+    let Some(saver) = meta.saver_def.as_ref() else {
+        return Ok(Vec::new());
+    };
     let nodes = graph_nodes(meta)?;
     let restore_name = saver.restore_op_name.trim_start_matches('^');
     let restore_name = parse_tensor_name(restore_name).map_or(restore_name, |r| r.node);
     let context = format!("saver_def.restore_op_name '{}'", saver.restore_op_name);
-    let restore_node = nodes.get(restore_name).ok_or_else(|| FormatError::graph(&context, "no such node in the graph"))?;
+    let restore_node = nodes
+        .get(restore_name)
+        .ok_or_else(|| FormatError::graph(&context, "no such node in the graph"))?;
     let library = meta.graph_def.as_ref().and_then(|g| g.library.as_ref());
     let find_function = |name: &str| -> Option<&FunctionDef> {
-        library?.function.iter().find(|f| f.signature.as_ref().is_some_and(|s| s.name == name))
+        library?
+            .function
+            .iter()
+            .find(|f| f.signature.as_ref().is_some_and(|s| s.name == name))
     };
 
     let mut plan = Vec::new();
     let called = match restore_node.op.as_str() {
-        "StatefulPartitionedCall" | "PartitionedCall" => restore_node.attr.get("f").and_then(|f| f.as_func()).map(|f| f.name.as_str()),
+        "StatefulPartitionedCall" | "PartitionedCall" => restore_node
+            .attr
+            .get("f")
+            .and_then(|f| f.as_func())
+            .map(|f| f.name.as_str()),
         op => find_function(op).map(|_| op),
     };
     if let Some(function_name) = called {
-        let function = find_function(function_name)
-            .ok_or_else(|| FormatError::graph(&context, format!("calls function '{function_name}' which is not in the library")))?;
+        let function = find_function(function_name).ok_or_else(|| {
+            FormatError::graph(
+                &context,
+                format!("calls function '{function_name}' which is not in the library"),
+            )
+        })?;
         let scope = FunctionScope::new(function, restore_node);
         for assignment in scope.assignments(&context)? {
-            let variable = nodes
-                .get(assignment.variable.as_str())
-                .ok_or_else(|| FormatError::graph(&context, format!("restores into '{}' which is not a graph node", assignment.variable)))?;
+            let variable = nodes.get(assignment.variable.as_str()).ok_or_else(|| {
+                FormatError::graph(
+                    &context,
+                    format!(
+                        "restores into '{}' which is not a graph node",
+                        assignment.variable
+                    ),
+                )
+            })?;
             plan.push(variable_restore(assignment.key, variable));
         }
     } else {
         let scope = GraphScope { nodes: &nodes };
         for assignment in collect_assignments(&scope, restore_name, &context)? {
-            let variable = nodes
-                .get(assignment.variable.as_str())
-                .ok_or_else(|| FormatError::graph(&context, format!("restores into '{}' which is not a graph node", assignment.variable)))?;
+            let variable = nodes.get(assignment.variable.as_str()).ok_or_else(|| {
+                FormatError::graph(
+                    &context,
+                    format!(
+                        "restores into '{}' which is not a graph node",
+                        assignment.variable
+                    ),
+                )
+            })?;
             plan.push(variable_restore(assignment.key, variable));
         }
     }
-    plan.sort_by(|a, b| a.checkpoint_key.cmp(&b.checkpoint_key).then(a.variable_node.cmp(&b.variable_node)));
+    plan.sort_by(|a, b| {
+        a.checkpoint_key
+            .cmp(&b.checkpoint_key)
+            .then(a.variable_node.cmp(&b.variable_node))
+    });
     plan.dedup();
     Ok(plan)
 }
@@ -298,14 +401,25 @@ fn variable_restore(checkpoint_key: String, variable: &NodeDef) -> VariableResto
     VariableRestore {
         checkpoint_key,
         variable_node: variable.name.clone(),
-        dtype: variable.attr.get("dtype").and_then(|t| t.as_type()).and_then(DataType::from_tf),
-        shape: variable.attr.get("shape").and_then(|s| s.as_shape()).and_then(|s| s.dims()),
+        dtype: variable
+            .attr
+            .get("dtype")
+            .and_then(|t| t.as_type())
+            .and_then(DataType::from_tf),
+        shape: variable
+            .attr
+            .get("shape")
+            .and_then(|s| s.as_shape())
+            .and_then(|s| s.dims()),
     }
 }
 
 /// Compares every variable the restore op assigns with the bundle: the key must exist, and the
 /// dtype and (known) shape must match. Returns the plan on success.
-pub fn check_variables(meta: &MetaGraphDef, bundle: &BundleIndex) -> Result<Vec<VariableRestore>, FormatError> {
+pub fn check_variables(
+    meta: &MetaGraphDef,
+    bundle: &BundleIndex,
+) -> Result<Vec<VariableRestore>, FormatError> {
     let plan = restore_plan(meta)?;
     for restore in &plan {
         let spec = bundle.tensor_spec(&restore.checkpoint_key)?;
@@ -318,13 +432,22 @@ pub fn check_variables(meta: &MetaGraphDef, bundle: &BundleIndex) -> Result<Vec<
         if let Some(dtype) = restore.dtype
             && dtype != spec.dtype
         {
-            return Err(mismatch(format!("dtype {}", dtype.tf_name()), format!("dtype {}", spec.dtype.tf_name())));
+            return Err(mismatch(
+                format!("dtype {}", dtype.tf_name()),
+                format!("dtype {}", spec.dtype.tf_name()),
+            ));
         }
         if let Some(shape) = &restore.shape {
             let compatible = shape.len() == spec.shape.len()
-                && shape.iter().zip(&spec.shape).all(|(&g, &b)| g < 0 || u64::try_from(g).ok() == Some(b as u64));
+                && shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&g, &b)| g < 0 || u64::try_from(g).ok() == Some(b as u64));
             if !compatible {
-                return Err(mismatch(format!("shape {shape:?}"), format!("shape {:?}", spec.shape)));
+                return Err(mismatch(
+                    format!("shape {shape:?}"),
+                    format!("shape {:?}", spec.shape),
+                ));
             }
         }
     }
@@ -387,7 +510,14 @@ impl<'f> FunctionScope<'f> {
             .zip(data_inputs)
             .map(|(arg, input)| (arg.name.as_str(), input.as_str()))
             .collect();
-        FunctionScope { nodes: function.node_def.iter().map(|n| (n.name.as_str(), n)).collect(), args }
+        FunctionScope {
+            nodes: function
+                .node_def
+                .iter()
+                .map(|n| (n.name.as_str(), n))
+                .collect(),
+            args,
+        }
     }
 
     /// Every assignment reachable from the function's control/data returns; a restore function
@@ -418,7 +548,9 @@ impl Scope for FunctionScope<'_> {
             (None, _, _) => Some(Source::Node(node.to_string(), 0)),
             // `node:out_arg:i`: the restore ops we follow (RestoreV2, Identity) have a single
             // output arg, so `i` is the flat index.
-            (Some(_), Some(index), None) => Some(Source::Node(node.to_string(), index.parse().ok()?)),
+            (Some(_), Some(index), None) => {
+                Some(Source::Node(node.to_string(), index.parse().ok()?))
+            }
             (Some(index), None, _) => Some(Source::Node(node.to_string(), index.parse().ok()?)),
             _ => None,
         }
@@ -430,7 +562,11 @@ impl Scope for FunctionScope<'_> {
 }
 
 /// Walks back from `start` through data and control inputs and collects the assignments.
-fn collect_assignments(scope: &GraphScope<'_>, start: &str, context: &str) -> Result<Vec<Assignment>, FormatError> {
+fn collect_assignments(
+    scope: &GraphScope<'_>,
+    start: &str,
+    context: &str,
+) -> Result<Vec<Assignment>, FormatError> {
     let mut out = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut stack = vec![start.to_string()];
@@ -438,7 +574,9 @@ fn collect_assignments(scope: &GraphScope<'_>, start: &str, context: &str) -> Re
         if !seen.insert(name.clone()) {
             continue;
         }
-        let Some(node) = scope.node(&name) else { continue };
+        let Some(node) = scope.node(&name) else {
+            continue;
+        };
         if let Some(assignment) = assignment_of(scope, &name, context)? {
             out.push(assignment);
             continue;
@@ -459,14 +597,31 @@ fn collect_assignments(scope: &GraphScope<'_>, start: &str, context: &str) -> Re
 
 /// If `name` is an assignment fed (through `Identity`s) by a `RestoreV2`/`Restore` output,
 /// returns the checkpoint key and the assigned variable.
-fn assignment_of(scope: &dyn Scope, name: &str, context: &str) -> Result<Option<Assignment>, FormatError> {
-    let Some(node) = scope.node(name) else { return Ok(None) };
+fn assignment_of(
+    scope: &dyn Scope,
+    name: &str,
+    context: &str,
+) -> Result<Option<Assignment>, FormatError> {
+    let Some(node) = scope.node(name) else {
+        return Ok(None);
+    };
     if !matches!(node.op.as_str(), "AssignVariableOp" | "Assign") {
         return Ok(None);
     }
-    let data_inputs: Vec<&str> = node.input.iter().map(String::as_str).filter(|i| !i.starts_with('^')).collect();
+    let data_inputs: Vec<&str> = node
+        .input
+        .iter()
+        .map(String::as_str)
+        .filter(|i| !i.starts_with('^'))
+        .collect();
     let [target, value] = data_inputs[..] else {
-        return Err(FormatError::graph(context, format!("assignment '{name}' ({}) does not have 2 data inputs", node.op)));
+        return Err(FormatError::graph(
+            context,
+            format!(
+                "assignment '{name}' ({}) does not have 2 data inputs",
+                node.op
+            ),
+        ));
     };
     // Trace the value back through Identity nodes to the restore op.
     let mut source = scope.resolve(value);
@@ -475,9 +630,13 @@ fn assignment_of(scope: &dyn Scope, name: &str, context: &str) -> Result<Option<
         hops += 1;
         match source {
             Some(Source::Node(producer, index)) if hops < 64 => {
-                let Some(producer_node) = scope.node(&producer) else { return Ok(None) };
+                let Some(producer_node) = scope.node(&producer) else {
+                    return Ok(None);
+                };
                 match producer_node.op.as_str() {
-                    "Identity" => source = producer_node.input.first().and_then(|i| scope.resolve(i)),
+                    "Identity" => {
+                        source = producer_node.input.first().and_then(|i| scope.resolve(i))
+                    }
                     "RestoreV2" | "Restore" | "RestoreSlice" => break (producer, index),
                     _ => return Ok(None),
                 }
@@ -485,26 +644,45 @@ fn assignment_of(scope: &dyn Scope, name: &str, context: &str) -> Result<Option<
             _ => return Ok(None),
         }
     };
-    let restore = scope.node(&restore_name).ok_or_else(|| FormatError::graph(context, format!("missing node '{restore_name}'")))?;
-    let names_input = restore
-        .input
-        .get(1)
-        .ok_or_else(|| FormatError::graph(context, format!("'{restore_name}' has no tensor_names input")))?;
+    let restore = scope
+        .node(&restore_name)
+        .ok_or_else(|| FormatError::graph(context, format!("missing node '{restore_name}'")))?;
+    let names_input = restore.input.get(1).ok_or_else(|| {
+        FormatError::graph(
+            context,
+            format!("'{restore_name}' has no tensor_names input"),
+        )
+    })?;
     let keys = const_strings(scope, names_input, context)?;
     let key = keys.get(index).cloned().ok_or_else(|| {
-        FormatError::graph(context, format!("'{restore_name}' output {index} has no entry in its {} tensor names", keys.len()))
+        FormatError::graph(
+            context,
+            format!(
+                "'{restore_name}' output {index} has no entry in its {} tensor names",
+                keys.len()
+            ),
+        )
     })?;
-    let variable = scope
-        .variable_for(target)
-        .ok_or_else(|| FormatError::graph(context, format!("cannot tell which variable '{name}' assigns ('{target}')")))?;
+    let variable = scope.variable_for(target).ok_or_else(|| {
+        FormatError::graph(
+            context,
+            format!("cannot tell which variable '{name}' assigns ('{target}')"),
+        )
+    })?;
     Ok(Some(Assignment { key, variable }))
 }
 
 /// The string values of a `Const` (possibly behind `Identity`s) that feeds `input`.
-fn const_strings(scope: &dyn Scope, input: &str, context: &str) -> Result<Vec<String>, FormatError> {
+fn const_strings(
+    scope: &dyn Scope,
+    input: &str,
+    context: &str,
+) -> Result<Vec<String>, FormatError> {
     let mut source = scope.resolve(input);
     for _ in 0..64 {
-        let Some(Source::Node(name, _)) = source else { break };
+        let Some(Source::Node(name, _)) = source else {
+            break;
+        };
         let Some(node) = scope.node(&name) else { break };
         match node.op.as_str() {
             "Identity" => source = node.input.first().and_then(|i| scope.resolve(i)),
@@ -513,44 +691,88 @@ fn const_strings(scope: &dyn Scope, input: &str, context: &str) -> Result<Vec<St
                     .attr
                     .get("value")
                     .and_then(|v| v.as_tensor())
-                    .ok_or_else(|| FormatError::graph(context, format!("Const '{name}' has no value attr")))?;
+                    .ok_or_else(|| {
+                        FormatError::graph(context, format!("Const '{name}' has no value attr"))
+                    })?;
                 let tensor = HostTensor::from_tensor_proto(proto, &format!("Const '{name}'"))?;
                 let TensorData::Str(values) = tensor.into_data() else {
-                    return Err(FormatError::graph(context, format!("Const '{name}' holding tensor names is not DT_STRING")));
+                    return Err(FormatError::graph(
+                        context,
+                        format!("Const '{name}' holding tensor names is not DT_STRING"),
+                    ));
                 };
                 return values
                     .into_iter()
-                    .map(|v| String::from_utf8(v).map_err(|_| FormatError::graph(context, format!("Const '{name}' has a non-UTF-8 tensor name"))))
+                    .map(|v| {
+                        String::from_utf8(v).map_err(|_| {
+                            FormatError::graph(
+                                context,
+                                format!("Const '{name}' has a non-UTF-8 tensor name"),
+                            )
+                        })
+                    })
                     .collect();
             }
             _ => break,
         }
     }
-    Err(FormatError::graph(context, format!("the tensor names of a restore op ('{input}') do not come from a Const")))
+    Err(FormatError::graph(
+        context,
+        format!("the tensor names of a restore op ('{input}') do not come from a Const"),
+    ))
 }
 
-/// Signature inputs and outputs as `(key, tensor name, dtype)`, for runtimes that only support
-/// dense tensors: fails naming the first sparse/composite entry or unsupported dtype.
-pub fn dense_signature_tensors(
+/// A dense signature input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenseTensorSpec {
+    /// The signature's key (`image`, `probabilities`).
+    pub key: String,
+    /// The graph tensor (`image:0`).
+    pub tensor_name: String,
+    pub dtype: DataType,
+}
+
+/// A signature's dense inputs and outputs, sorted by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenseSignature {
+    pub inputs: Vec<DenseTensorSpec>,
+    pub outputs: Vec<DenseTensorSpec>,
+}
+
+/// Signature inputs and outputs for runtimes that only support dense tensors: fails naming the
+/// first sparse/composite entry or unsupported dtype.
+pub fn dense_signature(
     signature_key: &str,
     signature: &SignatureDef,
-) -> Result<(Vec<(String, String, DataType)>, Vec<(String, String, DataType)>), FormatError> {
+) -> Result<DenseSignature, FormatError> {
     let collect = |direction: &'static str, map: &BTreeMap<String, TensorInfo>| {
         map.iter()
             .map(|(key, info)| {
-                let name = info.dense_name().ok_or_else(|| FormatError::SignatureTensor {
-                    signature: signature_key.to_string(),
-                    direction,
+                let name = info
+                    .dense_name()
+                    .ok_or_else(|| FormatError::SignatureTensor {
+                        signature: signature_key.to_string(),
+                        direction,
+                        key: key.clone(),
+                        tensor: tensor_names(info).join(","),
+                        reason: "sparse and composite tensors are not supported".into(),
+                    })?;
+                let dtype = value_dtype(
+                    info.dtype,
+                    &format!("signature '{signature_key}' {direction} '{key}'"),
+                )?;
+                Ok(DenseTensorSpec {
                     key: key.clone(),
-                    tensor: tensor_names(info).join(","),
-                    reason: "sparse and composite tensors are not supported".into(),
-                })?;
-                let dtype = value_dtype(info.dtype, &format!("signature '{signature_key}' {direction} '{key}'"))?;
-                Ok((key.clone(), name.to_string(), dtype))
+                    tensor_name: name.to_string(),
+                    dtype,
+                })
             })
             .collect::<Result<Vec<_>, FormatError>>()
     };
-    Ok((collect("input", &signature.inputs)?, collect("output", &signature.outputs)?))
+    Ok(DenseSignature {
+        inputs: collect("input", &signature.inputs)?,
+        outputs: collect("output", &signature.outputs)?,
+    })
 }
 
 #[cfg(test)]
@@ -561,16 +783,46 @@ mod tests {
 
     fn tiny() -> MlpExport {
         MlpExport::new(vec![
-            DenseLayer { kernel: vec![0.5; 6], bias: vec![0.0; 3], in_dim: 2, out_dim: 3, activation: Activation::Relu },
-            DenseLayer { kernel: vec![0.25; 6], bias: vec![0.1; 2], in_dim: 3, out_dim: 2, activation: Activation::Linear },
+            DenseLayer {
+                kernel: vec![0.5; 6],
+                bias: vec![0.0; 3],
+                in_dim: 2,
+                out_dim: 3,
+                activation: Activation::Relu,
+            },
+            DenseLayer {
+                kernel: vec![0.25; 6],
+                bias: vec![0.1; 2],
+                in_dim: 3,
+                out_dim: 2,
+                activation: Activation::Linear,
+            },
         ])
     }
 
     #[test]
     fn tensor_names_parse_like_tensorflow() {
-        assert_eq!(parse_tensor_name("x:0"), Some(TensorRef { node: "x", index: 0 }));
-        assert_eq!(parse_tensor_name("a/b:12"), Some(TensorRef { node: "a/b", index: 12 }));
-        assert_eq!(parse_tensor_name("NoOp"), Some(TensorRef { node: "NoOp", index: 0 }));
+        assert_eq!(
+            parse_tensor_name("x:0"),
+            Some(TensorRef {
+                node: "x",
+                index: 0
+            })
+        );
+        assert_eq!(
+            parse_tensor_name("a/b:12"),
+            Some(TensorRef {
+                node: "a/b",
+                index: 12
+            })
+        );
+        assert_eq!(
+            parse_tensor_name("NoOp"),
+            Some(TensorRef {
+                node: "NoOp",
+                index: 0
+            })
+        );
         assert_eq!(parse_tensor_name("x:"), None);
         assert_eq!(parse_tensor_name("x:y"), None);
         assert_eq!(parse_tensor_name(":0"), None);
@@ -587,8 +839,13 @@ mod tests {
         assert!(select_meta_graph(&model, &["serve"]).is_ok());
         let gpu = select_meta_graph(&model, &["gpu", "serve", "gpu"]).unwrap();
         assert_eq!(meta_graph_tags(gpu), ["serve", "gpu"]);
-        let err = select_meta_graph(&model, &["train"]).unwrap_err().to_string();
-        assert!(err.contains("[\"train\"]") && err.contains("[[\"serve\"], [\"serve\", \"gpu\"]]"), "{err}");
+        let err = select_meta_graph(&model, &["train"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[\"train\"]") && err.contains("[[\"serve\"], [\"serve\", \"gpu\"]]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -597,11 +854,36 @@ mod tests {
         let meta = &model.meta_graphs[0];
         assert!(signature(meta, "serving_default").is_ok());
         let err = signature(meta, "predict").unwrap_err().to_string();
-        assert!(err.contains("'predict'") && err.contains("serving_default"), "{err}");
+        assert!(
+            err.contains("'predict'") && err.contains("serving_default"),
+            "{err}"
+        );
         validate_signature(meta, "serving_default").unwrap();
-        let (inputs, outputs) = dense_signature_tensors("serving_default", signature(meta, "serving_default").unwrap()).unwrap();
-        assert_eq!(inputs, [("image".to_string(), "image:0".to_string(), DataType::Float)]);
-        assert_eq!(outputs.len(), 2);
+        let dense = dense_signature(
+            "serving_default",
+            signature(meta, "serving_default").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            dense.inputs,
+            [DenseTensorSpec {
+                key: "image".into(),
+                tensor_name: "image:0".into(),
+                dtype: DataType::Float
+            }]
+        );
+        let outputs: Vec<(&str, DataType)> = dense
+            .outputs
+            .iter()
+            .map(|o| (o.key.as_str(), o.dtype))
+            .collect();
+        assert_eq!(
+            outputs,
+            [
+                ("class", DataType::Int64),
+                ("probabilities", DataType::Float)
+            ]
+        );
     }
 
     #[test]
@@ -609,15 +891,24 @@ mod tests {
         let mut model = build_saved_model(&tiny()).unwrap();
         let meta = &mut model.meta_graphs[0];
         let signature = meta.signature_def.get_mut("serving_default").unwrap();
-        signature.outputs.get_mut("class").unwrap().encoding = Some(tensor_info::Encoding::Name("classes:0".into()));
-        let err = validate_signature(meta, "serving_default").unwrap_err().to_string();
+        signature.outputs.get_mut("class").unwrap().encoding =
+            Some(tensor_info::Encoding::Name("classes:0".into()));
+        let err = validate_signature(meta, "serving_default")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("'serving_default'") && err.contains("output 'class'") && err.contains("'classes:0'") && err.contains("no node 'classes'"),
+            err.contains("'serving_default'")
+                && err.contains("output 'class'")
+                && err.contains("'classes:0'")
+                && err.contains("no node 'classes'"),
             "{err}"
         );
         let signature = meta.signature_def.get_mut("serving_default").unwrap();
-        signature.outputs.get_mut("class").unwrap().encoding = Some(tensor_info::Encoding::Name("probabilities:1".into()));
-        let err = validate_signature(meta, "serving_default").unwrap_err().to_string();
+        signature.outputs.get_mut("class").unwrap().encoding =
+            Some(tensor_info::Encoding::Name("probabilities:1".into()));
+        let err = validate_signature(meta, "serving_default")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("index 1 is out of range"), "{err}");
     }
 
@@ -625,10 +916,18 @@ mod tests {
     fn restore_plan_of_our_export() {
         let model = build_saved_model(&tiny()).unwrap();
         let plan = restore_plan(&model.meta_graphs[0]).unwrap();
-        let keys: Vec<(&str, &str)> = plan.iter().map(|r| (r.checkpoint_key.as_str(), r.variable_node.as_str())).collect();
+        let keys: Vec<(&str, &str)> = plan
+            .iter()
+            .map(|r| (r.checkpoint_key.as_str(), r.variable_node.as_str()))
+            .collect();
         assert_eq!(
             keys,
-            [("dense/bias", "dense/bias"), ("dense/kernel", "dense/kernel"), ("dense_1/bias", "dense_1/bias"), ("dense_1/kernel", "dense_1/kernel")]
+            [
+                ("dense/bias", "dense/bias"),
+                ("dense/kernel", "dense/kernel"),
+                ("dense_1/bias", "dense_1/bias"),
+                ("dense_1/kernel", "dense_1/kernel")
+            ]
         );
         assert_eq!(plan[1].shape, Some(vec![2, 3]));
         assert_eq!(plan[1].dtype, Some(DataType::Float));
@@ -647,30 +946,56 @@ mod tests {
         let other = HostTensor::new(vec![3], TensorData::F32(vec![0.0; 3])).unwrap();
         let two = HostTensor::new(vec![2], TensorData::F32(vec![0.0; 2])).unwrap();
         let k1 = HostTensor::new(vec![3, 2], TensorData::F32(vec![0.0; 6])).unwrap();
-        let bad = write_bundle([("dense/bias", &other), ("dense/kernel", &wrong), ("dense_1/bias", &two), ("dense_1/kernel", &k1)]).unwrap();
+        let bad = write_bundle([
+            ("dense/bias", &other),
+            ("dense/kernel", &wrong),
+            ("dense_1/bias", &two),
+            ("dense_1/kernel", &k1),
+        ])
+        .unwrap();
         let bad_index = BundleIndex::parse(VARIABLES_INDEX, &bad.index).unwrap();
         let err = check_variables(meta, &bad_index).unwrap_err().to_string();
-        assert!(err.contains("'dense/kernel'") && err.contains("[2, 3]") && err.contains("[3, 2]"), "{err}");
+        assert!(
+            err.contains("'dense/kernel'") && err.contains("[2, 3]") && err.contains("[3, 2]"),
+            "{err}"
+        );
 
         // A bundle missing a variable.
         let partial = write_bundle([("dense/bias", &other)]).unwrap();
         let partial_index = BundleIndex::parse(VARIABLES_INDEX, &partial.index).unwrap();
-        let err = check_variables(meta, &partial_index).unwrap_err().to_string();
+        let err = check_variables(meta, &partial_index)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'dense/kernel' not found"), "{err}");
 
         // A dtype mismatch.
         let ints = HostTensor::new(vec![3], TensorData::I32(vec![0; 3])).unwrap();
-        let typed = write_bundle([("dense/bias", &ints), ("dense/kernel", &HostTensor::new(vec![2, 3], TensorData::F32(vec![0.0; 6])).unwrap())]).unwrap();
+        let typed = write_bundle([
+            ("dense/bias", &ints),
+            (
+                "dense/kernel",
+                &HostTensor::new(vec![2, 3], TensorData::F32(vec![0.0; 6])).unwrap(),
+            ),
+        ])
+        .unwrap();
         let typed_index = BundleIndex::parse(VARIABLES_INDEX, &typed.index).unwrap();
         let err = check_variables(meta, &typed_index).unwrap_err().to_string();
-        assert!(err.contains("DT_FLOAT") && err.contains("DT_INT32"), "{err}");
+        assert!(
+            err.contains("DT_FLOAT") && err.contains("DT_INT32"),
+            "{err}"
+        );
     }
 
     #[test]
     fn empty_or_garbage_saved_model_is_an_error() {
         let err = parse_saved_model(&[]).unwrap_err().to_string();
         assert!(err.contains("no meta graphs"), "{err}");
-        let err = parse_saved_model(&[0x12, 0x05, 0x01]).unwrap_err().to_string();
-        assert!(err.contains("saved_model.pb") && err.contains("cannot decode SavedModel"), "{err}");
+        let err = parse_saved_model(&[0x12, 0x05, 0x01])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("saved_model.pb") && err.contains("cannot decode SavedModel"),
+            "{err}"
+        );
     }
 }

@@ -28,6 +28,9 @@ pub const BLOCK_TRAILER_LEN: usize = 5;
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_SNAPPY: u8 = 1;
 
+/// A key/value pair of a table.
+pub type TableEntry = (Vec<u8>, Vec<u8>);
+
 /// Options that determine the exact bytes a [`TableBuilder`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableOptions {
@@ -39,7 +42,10 @@ pub struct TableOptions {
 
 impl TableOptions {
     /// What TensorFlow's `BundleWriter` uses (TF's table defaults, compression off).
-    pub const TENSORFLOW: TableOptions = TableOptions { block_size: 256 * 1024, block_restart_interval: 16 };
+    pub const TENSORFLOW: TableOptions = TableOptions {
+        block_size: 256 * 1024,
+        block_restart_interval: 16,
+    };
 }
 
 impl Default for TableOptions {
@@ -151,7 +157,11 @@ impl BlockBuilder {
     fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), FormatError> {
         let mut shared = 0;
         if self.entries_since_restart < self.restart_interval {
-            shared = key.iter().zip(&self.last_key).take_while(|(a, b)| a == b).count();
+            shared = key
+                .iter()
+                .zip(&self.last_key)
+                .take_while(|(a, b)| a == b)
+                .count();
         } else {
             self.restarts.push(len_u32(self.buffer.len())?);
             self.entries_since_restart = 0;
@@ -185,7 +195,9 @@ impl BlockBuilder {
 }
 
 fn len_u32(len: usize) -> Result<u32, FormatError> {
-    u32::try_from(len).map_err(|_| FormatError::TableWrite { reason: format!("length {len} exceeds 4 GiB") })
+    u32::try_from(len).map_err(|_| FormatError::TableWrite {
+        reason: format!("length {len} exceeds 4 GiB"),
+    })
 }
 
 /// Writes an SSTable into memory. Keys must be added in strictly increasing bytewise order.
@@ -255,10 +267,16 @@ impl TableBuilder {
     }
 
     fn write_block(&mut self, block: &[u8]) -> BlockHandle {
-        let handle = BlockHandle { offset: self.out.len() as u64, size: block.len() as u64 };
+        let handle = BlockHandle {
+            offset: self.out.len() as u64,
+            size: block.len() as u64,
+        };
         self.out.extend_from_slice(block);
         self.out.push(COMPRESSION_NONE);
-        let crc = crc::mask(crc32c::crc32c_append(crc::crc32c(block), &[COMPRESSION_NONE]));
+        let crc = crc::mask(crc32c::crc32c_append(
+            crc::crc32c(block),
+            &[COMPRESSION_NONE],
+        ));
         self.out.extend_from_slice(&crc.to_le_bytes());
         handle
     }
@@ -345,21 +363,32 @@ impl<'a> Table<'a> {
         if bytes.len() < FOOTER_LEN {
             return Err(FormatError::table(
                 file,
-                format!("file is {} bytes, shorter than the {FOOTER_LEN}-byte table footer (truncated?)", bytes.len()),
+                format!(
+                    "file is {} bytes, shorter than the {FOOTER_LEN}-byte table footer (truncated?)",
+                    bytes.len()
+                ),
             ));
         }
         let footer = &bytes[bytes.len() - FOOTER_LEN..];
         let magic = u64::from_le_bytes([
-            footer[40], footer[41], footer[42], footer[43], footer[44], footer[45], footer[46], footer[47],
+            footer[40], footer[41], footer[42], footer[43], footer[44], footer[45], footer[46],
+            footer[47],
         ]);
         if magic != TABLE_MAGIC {
-            return Err(FormatError::table(file, "not an sstable (bad magic number)"));
+            return Err(FormatError::table(
+                file,
+                "not an sstable (bad magic number)",
+            ));
         }
-        let (metaindex_handle, used) =
-            BlockHandle::decode(&footer[..40]).ok_or_else(|| FormatError::table(file, "bad metaindex handle in footer"))?;
+        let (metaindex_handle, used) = BlockHandle::decode(&footer[..40])
+            .ok_or_else(|| FormatError::table(file, "bad metaindex handle in footer"))?;
         let (index_handle, _) = BlockHandle::decode(&footer[used..40])
             .ok_or_else(|| FormatError::table(file, "bad index handle in footer"))?;
-        let mut table = Table { file: file.to_string(), bytes, index: Vec::new() };
+        let mut table = Table {
+            file: file.to_string(),
+            bytes,
+            index: Vec::new(),
+        };
         // The metaindex block only ever holds filter-block handles, which TF neither writes nor
         // uses, so its entries are ignored; its checksum is still verified so that a damaged
         // file is not silently accepted.
@@ -370,7 +399,10 @@ impl<'a> Table<'a> {
             let (handle, used) = BlockHandle::decode(&value)
                 .ok_or_else(|| FormatError::table(file, "bad block handle in index block"))?;
             if used != value.len() {
-                return Err(FormatError::table(file, "trailing bytes after block handle in index block"));
+                return Err(FormatError::table(
+                    file,
+                    "trailing bytes after block handle in index block",
+                ));
             }
             table.index.push((key, handle));
         }
@@ -419,19 +451,25 @@ impl<'a> Table<'a> {
             COMPRESSION_NONE => Ok(contents.to_vec()),
             COMPRESSION_SNAPPY => Err(FormatError::table(
                 &self.file,
-                format!("{kind} block at offset {} is Snappy-compressed, which is not supported (TensorFlow never compresses bundle indexes)", handle.offset),
+                format!(
+                    "{kind} block at offset {} is Snappy-compressed, which is not supported (TensorFlow never compresses bundle indexes)",
+                    handle.offset
+                ),
             )),
             other => Err(FormatError::table(
                 &self.file,
-                format!("{kind} block at offset {} has unknown compression type {other}", handle.offset),
+                format!(
+                    "{kind} block at offset {} has unknown compression type {other}",
+                    handle.offset
+                ),
             )),
         }
     }
 
     /// All entries in file order. Fails if a block is corrupt or keys are not strictly
     /// increasing (a sign of a damaged table).
-    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FormatError> {
-        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    pub fn entries(&self) -> Result<Vec<TableEntry>, FormatError> {
+        let mut all: Vec<TableEntry> = Vec::new();
         for (separator, handle) in &self.index {
             let block = self.read_block(*handle, "data")?;
             for entry in BlockIter::new(&self.file, "data", &block)? {
@@ -441,7 +479,11 @@ impl<'a> Table<'a> {
                 {
                     return Err(FormatError::table(
                         &self.file,
-                        format!("keys out of order: {:?} after {:?}", String::from_utf8_lossy(&key), String::from_utf8_lossy(previous)),
+                        format!(
+                            "keys out of order: {:?} after {:?}",
+                            String::from_utf8_lossy(&key),
+                            String::from_utf8_lossy(previous)
+                        ),
                     ));
                 }
                 if key.as_slice() > separator.as_slice() {
@@ -463,7 +505,9 @@ impl<'a> Table<'a> {
     /// Looks up one key: the first data block whose separator is `>= key` is the only one
     /// that can hold it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, FormatError> {
-        let position = self.index.partition_point(|(separator, _)| separator.as_slice() < key);
+        let position = self
+            .index
+            .partition_point(|(separator, _)| separator.as_slice() < key);
         let Some((_, handle)) = self.index.get(position) else {
             return Ok(None);
         };
@@ -491,7 +535,11 @@ struct BlockIter<'b> {
 }
 
 impl<'b> BlockIter<'b> {
-    fn new(file: &'b str, kind: &'static str, block: &'b [u8]) -> Result<BlockIter<'b>, FormatError> {
+    fn new(
+        file: &'b str,
+        kind: &'static str,
+        block: &'b [u8],
+    ) -> Result<BlockIter<'b>, FormatError> {
         let corrupt = |reason: String| FormatError::table(file, format!("{kind} block: {reason}"));
         let num_restarts = block
             .len()
@@ -502,28 +550,50 @@ impl<'b> BlockIter<'b> {
             .checked_mul(4)
             .and_then(|n| n.checked_add(4))
             .filter(|&n| n <= block.len())
-            .ok_or_else(|| corrupt(format!("restart count {num_restarts} does not fit in {} bytes", block.len())))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "restart count {num_restarts} does not fit in {} bytes",
+                    block.len()
+                ))
+            })?;
         if num_restarts == 0 {
-            return Err(corrupt("restart count is 0 (the first entry is always a restart point)".into()));
+            return Err(corrupt(
+                "restart count is 0 (the first entry is always a restart point)".into(),
+            ));
         }
         let entries_end = block.len() - restart_bytes;
         for i in 0..num_restarts as usize {
             let restart = read_fixed32(block, entries_end + 4 * i).unwrap_or(u32::MAX);
             if restart as usize > entries_end {
-                return Err(corrupt(format!("restart point {restart} lies outside the entries")));
+                return Err(corrupt(format!(
+                    "restart point {restart} lies outside the entries"
+                )));
             }
         }
-        Ok(BlockIter { file, kind, block, entries_end, position: 0, key: Vec::new(), failed: false })
+        Ok(BlockIter {
+            file,
+            kind,
+            block,
+            entries_end,
+            position: 0,
+            key: Vec::new(),
+            failed: false,
+        })
     }
 
-    fn next_entry(&mut self) -> Result<(Vec<u8>, Vec<u8>), FormatError> {
-        let corrupt =
-            |at: usize, reason: &str| FormatError::table(self.file, format!("{} block: entry at offset {at}: {reason}", self.kind));
+    fn next_entry(&mut self) -> Result<TableEntry, FormatError> {
+        let corrupt = |at: usize, reason: &str| {
+            FormatError::table(
+                self.file,
+                format!("{} block: entry at offset {at}: {reason}", self.kind),
+            )
+        };
         let start = self.position;
         let area = &self.block[..self.entries_end];
         let mut at = start;
         let next_varint = |at: &mut usize| -> Result<usize, FormatError> {
-            let (value, used) = get_varint32(&area[*at..]).ok_or_else(|| corrupt(start, "bad varint"))?;
+            let (value, used) =
+                get_varint32(&area[*at..]).ok_or_else(|| corrupt(start, "bad varint"))?;
             *at += used;
             Ok(value as usize)
         };
@@ -531,12 +601,20 @@ impl<'b> BlockIter<'b> {
         let non_shared = next_varint(&mut at)?;
         let value_len = next_varint(&mut at)?;
         if shared > self.key.len() {
-            return Err(corrupt(start, "shares more key bytes than the previous key has"));
+            return Err(corrupt(
+                start,
+                "shares more key bytes than the previous key has",
+            ));
         }
         let key_end = at.checked_add(non_shared).filter(|&e| e <= area.len());
-        let value_end = key_end.and_then(|k| k.checked_add(value_len)).filter(|&e| e <= area.len());
+        let value_end = key_end
+            .and_then(|k| k.checked_add(value_len))
+            .filter(|&e| e <= area.len());
         let (Some(key_end), Some(value_end)) = (key_end, value_end) else {
-            return Err(corrupt(start, "key/value extends past the end of the block"));
+            return Err(corrupt(
+                start,
+                "key/value extends past the end of the block",
+            ));
         };
         self.key.truncate(shared);
         self.key.extend_from_slice(&area[at..key_end]);
@@ -546,7 +624,7 @@ impl<'b> BlockIter<'b> {
 }
 
 impl Iterator for BlockIter<'_> {
-    type Item = Result<(Vec<u8>, Vec<u8>), FormatError>;
+    type Item = Result<TableEntry, FormatError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.position >= self.entries_end {
@@ -563,7 +641,10 @@ mod tests {
     use super::*;
 
     fn small_options() -> TableOptions {
-        TableOptions { block_size: 64, block_restart_interval: 2 }
+        TableOptions {
+            block_size: 64,
+            block_restart_interval: 2,
+        }
     }
 
     #[test]
@@ -606,11 +687,25 @@ mod tests {
 
     #[test]
     fn round_trip_with_many_blocks() {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            (0..200).map(|i| (format!("key/{i:05}").into_bytes(), format!("value-{i}").into_bytes())).collect();
-        let bytes = build_table(small_options(), entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+            .map(|i| {
+                (
+                    format!("key/{i:05}").into_bytes(),
+                    format!("value-{i}").into_bytes(),
+                )
+            })
+            .collect();
+        let bytes = build_table(
+            small_options(),
+            entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+        .unwrap();
         let table = Table::open("t.index", &bytes).unwrap();
-        assert!(table.num_data_blocks() > 10, "expected many blocks, got {}", table.num_data_blocks());
+        assert!(
+            table.num_data_blocks() > 10,
+            "expected many blocks, got {}",
+            table.num_data_blocks()
+        );
         assert_eq!(table.entries().unwrap(), entries);
         for (key, value) in &entries {
             assert_eq!(table.get(key).unwrap().as_ref(), Some(value));
@@ -642,8 +737,14 @@ mod tests {
     fn huge_entry_gets_its_own_block() {
         let options = small_options();
         let big = vec![7u8; 2 * options.block_size];
-        let bytes =
-            build_table(options, [(b"a".as_slice(), b"x".as_slice()), (b"b".as_slice(), big.as_slice())]).unwrap();
+        let bytes = build_table(
+            options,
+            [
+                (b"a".as_slice(), b"x".as_slice()),
+                (b"b".as_slice(), big.as_slice()),
+            ],
+        )
+        .unwrap();
         let table = Table::open("t.index", &bytes).unwrap();
         assert_eq!(table.num_data_blocks(), 2);
         assert_eq!(table.get(b"b").unwrap(), Some(big));
@@ -651,8 +752,15 @@ mod tests {
 
     #[test]
     fn footer_trailer_and_magic_are_checked() {
-        let bytes = build_table(TableOptions::TENSORFLOW, [(b"k".as_slice(), b"v".as_slice())]).unwrap();
-        assert_eq!(&bytes[bytes.len() - 8..], [0x57, 0xfb, 0x80, 0x8b, 0x24, 0x75, 0x47, 0xdb]);
+        let bytes = build_table(
+            TableOptions::TENSORFLOW,
+            [(b"k".as_slice(), b"v".as_slice())],
+        )
+        .unwrap();
+        assert_eq!(
+            &bytes[bytes.len() - 8..],
+            [0x57, 0xfb, 0x80, 0x8b, 0x24, 0x75, 0x47, 0xdb]
+        );
         // data block at offset 0: "00 01 01 'k' 'v'" + restarts (8) = 13 bytes, then trailer.
         assert_eq!(bytes[13], 0, "compression type byte");
 
@@ -660,27 +768,43 @@ mod tests {
         let last = bad_magic.len() - 1;
         bad_magic[last] ^= 1;
         let err = Table::open("x.index", &bad_magic).unwrap_err().to_string();
-        assert!(err.contains("x.index") && err.contains("bad magic"), "{err}");
+        assert!(
+            err.contains("x.index") && err.contains("bad magic"),
+            "{err}"
+        );
 
         let mut bad_data = bytes.clone();
         bad_data[4] ^= 0x40; // the value byte 'v'
         let table = Table::open("x.index", &bad_data).unwrap();
         let err = table.entries().unwrap_err().to_string();
-        assert!(err.contains("block checksum mismatch in data block"), "{err}");
+        assert!(
+            err.contains("block checksum mismatch in data block"),
+            "{err}"
+        );
 
-        let err = Table::open("x.index", &bytes[..20]).unwrap_err().to_string();
+        let err = Table::open("x.index", &bytes[..20])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shorter than"), "{err}");
     }
 
     #[test]
     fn handles_pointing_outside_are_errors() {
-        let mut bytes = build_table(TableOptions::TENSORFLOW, [(b"k".as_slice(), b"v".as_slice())]).unwrap();
+        let mut bytes = build_table(
+            TableOptions::TENSORFLOW,
+            [(b"k".as_slice(), b"v".as_slice())],
+        )
+        .unwrap();
         let footer_start = bytes.len() - FOOTER_LEN;
         // Replace the footer's handles with a huge index handle.
         let (metaindex, _) = BlockHandle::decode(&bytes[footer_start..]).unwrap();
         let mut footer = Vec::new();
         metaindex.encode_to(&mut footer);
-        BlockHandle { offset: u64::MAX - 2, size: 10 }.encode_to(&mut footer);
+        BlockHandle {
+            offset: u64::MAX - 2,
+            size: 10,
+        }
+        .encode_to(&mut footer);
         footer.resize(40, 0);
         bytes[footer_start..footer_start + 40].copy_from_slice(&footer);
         let err = Table::open("x.index", &bytes).unwrap_err().to_string();
@@ -690,7 +814,10 @@ mod tests {
     #[test]
     fn varint_decoding_rejects_overlong_input() {
         assert_eq!(get_varint64(&[0x80; 11]), None);
-        assert_eq!(get_varint64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
+        assert_eq!(
+            get_varint64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            None
+        );
         assert_eq!(
             get_varint64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
             Some((u64::MAX, 10))

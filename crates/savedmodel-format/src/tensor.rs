@@ -141,7 +141,10 @@ impl HostTensor {
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<HostTensor, ShapeMismatch> {
         let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if expected != Some(data.len()) {
-            return Err(ShapeMismatch { shape, elements: data.len() });
+            return Err(ShapeMismatch {
+                shape,
+                elements: data.len(),
+            });
         }
         Ok(HostTensor { shape, data })
     }

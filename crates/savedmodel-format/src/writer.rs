@@ -30,8 +30,8 @@ use prost::Message;
 use crate::bundle::{VARIABLES_DATA, VARIABLES_INDEX, write_bundle};
 use crate::error::FormatError;
 use crate::proto::{
-    AttrValue, GraphDef, MetaGraphDef, MetaInfoDef, NodeDef, SavedModel, SaverDef, SignatureDef, TensorInfo,
-    TensorShapeProto, VersionDef, attr_value, tensor_info,
+    AttrValue, GraphDef, MetaGraphDef, MetaInfoDef, NodeDef, SavedModel, SaverDef, SignatureDef,
+    TensorInfo, TensorShapeProto, VersionDef, attr_value, tensor_info,
 };
 use crate::tensor::{DataType, HostTensor, TensorData};
 
@@ -96,7 +96,11 @@ impl MlpExport {
 
 /// Keras' name for the i-th dense layer: `dense`, `dense_1`, `dense_2`, …
 pub fn keras_layer_name(index: usize) -> String {
-    if index == 0 { "dense".to_string() } else { format!("dense_{index}") }
+    if index == 0 {
+        "dense".to_string()
+    } else {
+        format!("dense_{index}")
+    }
 }
 
 /// Builds the SavedModel and its variables. Returns `(relative path, contents)` for
@@ -108,11 +112,18 @@ pub fn keras_layer_name(index: usize) -> String {
 pub fn export_mlp(model: &MlpExport) -> Result<Vec<(String, Bytes)>, FormatError> {
     let variables = variables(model)?;
     let saved_model = build_saved_model(model)?;
-    let bundle = write_bundle(variables.iter().map(|(name, tensor)| (name.as_str(), tensor)))?;
+    let bundle = write_bundle(
+        variables
+            .iter()
+            .map(|(name, tensor)| (name.as_str(), tensor)),
+    )?;
     Ok(vec![
         (VARIABLES_INDEX.to_string(), Bytes::from(bundle.index)),
         (VARIABLES_DATA.to_string(), Bytes::from(bundle.data)),
-        (SAVED_MODEL_MARKER.to_string(), Bytes::from(saved_model.encode_to_vec())),
+        (
+            SAVED_MODEL_MARKER.to_string(),
+            Bytes::from(saved_model.encode_to_vec()),
+        ),
     ])
 }
 
@@ -122,8 +133,11 @@ fn variables(model: &MlpExport) -> Result<BTreeMap<String, HostTensor>, FormatEr
     let mut out = BTreeMap::new();
     for (index, layer) in model.layers.iter().enumerate() {
         let prefix = keras_layer_name(index);
-        let kernel = HostTensor::new(vec![layer.in_dim, layer.out_dim], TensorData::F32(layer.kernel.clone()))
-            .map_err(|e| FormatError::InvalidExport(format!("{prefix}/kernel: {e}")))?;
+        let kernel = HostTensor::new(
+            vec![layer.in_dim, layer.out_dim],
+            TensorData::F32(layer.kernel.clone()),
+        )
+        .map_err(|e| FormatError::InvalidExport(format!("{prefix}/kernel: {e}")))?;
         let bias = HostTensor::new(vec![layer.out_dim], TensorData::F32(layer.bias.clone()))
             .map_err(|e| FormatError::InvalidExport(format!("{prefix}/bias: {e}")))?;
         out.insert(format!("{prefix}/kernel"), kernel);
@@ -140,7 +154,10 @@ fn validate(model: &MlpExport) -> Result<(), FormatError> {
     for (index, layer) in model.layers.iter().enumerate() {
         let name = keras_layer_name(index);
         if layer.in_dim == 0 || layer.out_dim == 0 {
-            return bad(format!("{name}: dimensions must be positive, got [{}, {}]", layer.in_dim, layer.out_dim));
+            return bad(format!(
+                "{name}: dimensions must be positive, got [{}, {}]",
+                layer.in_dim, layer.out_dim
+            ));
         }
         if layer.in_dim.checked_mul(layer.out_dim) != Some(layer.kernel.len()) {
             return bad(format!(
@@ -151,7 +168,11 @@ fn validate(model: &MlpExport) -> Result<(), FormatError> {
             ));
         }
         if layer.bias.len() != layer.out_dim {
-            return bad(format!("{name}/bias has {} values, expected {}", layer.bias.len(), layer.out_dim));
+            return bad(format!(
+                "{name}/bias has {} values, expected {}",
+                layer.bias.len(),
+                layer.out_dim
+            ));
         }
         if index > 0 {
             let previous = model.layers[index - 1].out_dim;
@@ -165,7 +186,10 @@ fn validate(model: &MlpExport) -> Result<(), FormatError> {
         }
         for (what, values) in [("kernel", &layer.kernel), ("bias", &layer.bias)] {
             if let Some(position) = values.iter().position(|v| !v.is_finite()) {
-                return bad(format!("{name}/{what}[{position}] is {} (training diverged?)", values[position]));
+                return bad(format!(
+                    "{name}/{what}[{position}] is {} (training diverged?)",
+                    values[position]
+                ));
             }
         }
     }
@@ -175,7 +199,9 @@ fn validate(model: &MlpExport) -> Result<(), FormatError> {
         ("class_name", &model.class_name),
     ] {
         if !is_valid_node_name(name) {
-            return bad(format!("{what} {name:?} is not a valid TensorFlow node name"));
+            return bad(format!(
+                "{what} {name:?} is not a valid TensorFlow node name"
+            ));
         }
     }
     Ok(())
@@ -210,12 +236,16 @@ fn const_node(name: &str, value: &HostTensor) -> NodeDef {
         name,
         "Const",
         &[],
-        vec![("dtype", AttrValue::from_type(value.dtype())), ("value", AttrValue::from_tensor(value.to_tensor_proto()))],
+        vec![
+            ("dtype", AttrValue::from_type(value.dtype())),
+            ("value", AttrValue::from_tensor(value.to_tensor_proto())),
+        ],
     )
 }
 
 fn string_tensor(values: Vec<Vec<u8>>, shape: Vec<usize>) -> Result<HostTensor, FormatError> {
-    HostTensor::new(shape, TensorData::Str(values)).map_err(|e| FormatError::InvalidExport(e.to_string()))
+    HostTensor::new(shape, TensorData::Str(values))
+        .map_err(|e| FormatError::InvalidExport(e.to_string()))
 }
 
 fn tensor_info(name: &str, dtype: DataType, dims: &[i64]) -> TensorInfo {
@@ -240,7 +270,13 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
         &model.input_name,
         "Placeholder",
         &[],
-        vec![("dtype", f32_type()), ("shape", AttrValue::from_shape(TensorShapeProto::from_dims(&[-1, dim(input_dim)])))],
+        vec![
+            ("dtype", f32_type()),
+            (
+                "shape",
+                AttrValue::from_shape(TensorShapeProto::from_dims(&[-1, dim(input_dim)])),
+            ),
+        ],
     )];
 
     // Checkpoint key -> (variable node, read node), sorted by key like TF's savers.
@@ -248,7 +284,10 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
     let mut current = model.input_name.clone();
     for (index, layer) in model.layers.iter().enumerate() {
         let prefix = keras_layer_name(index);
-        for (what, shape) in [("kernel", vec![dim(layer.in_dim), dim(layer.out_dim)]), ("bias", vec![dim(layer.out_dim)])] {
+        for (what, shape) in [
+            ("kernel", vec![dim(layer.in_dim), dim(layer.out_dim)]),
+            ("bias", vec![dim(layer.out_dim)]),
+        ] {
             let variable = format!("{prefix}/{what}");
             nodes.push(node(
                 &variable,
@@ -256,20 +295,38 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
                 &[],
                 vec![
                     ("dtype", f32_type()),
-                    ("shape", AttrValue::from_shape(TensorShapeProto::from_dims(&shape))),
+                    (
+                        "shape",
+                        AttrValue::from_shape(TensorShapeProto::from_dims(&shape)),
+                    ),
                     ("shared_name", AttrValue::from_string(variable.as_bytes())),
                 ],
             ));
             let read = format!("{variable}/Read/ReadVariableOp");
-            nodes.push(node(&read, "ReadVariableOp", &[&variable], vec![("dtype", f32_type())]));
+            nodes.push(node(
+                &read,
+                "ReadVariableOp",
+                &[&variable],
+                vec![("dtype", f32_type())],
+            ));
             variables.insert(variable.clone(), read);
         }
         let matmul = format!("{prefix}/MatMul");
         let kernel_read = format!("{prefix}/kernel/Read/ReadVariableOp");
-        nodes.push(node(&matmul, "MatMul", &[&current, &kernel_read], vec![("T", f32_type())]));
+        nodes.push(node(
+            &matmul,
+            "MatMul",
+            &[&current, &kernel_read],
+            vec![("T", f32_type())],
+        ));
         let bias_add = format!("{prefix}/BiasAdd");
         let bias_read = format!("{prefix}/bias/Read/ReadVariableOp");
-        nodes.push(node(&bias_add, "BiasAdd", &[&matmul, &bias_read], vec![("T", f32_type())]));
+        nodes.push(node(
+            &bias_add,
+            "BiasAdd",
+            &[&matmul, &bias_read],
+            vec![("T", f32_type())],
+        ));
         current = bias_add;
         if layer.activation == Activation::Relu {
             let relu = format!("{prefix}/Relu");
@@ -277,8 +334,14 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
             current = relu;
         }
     }
-    nodes.push(node(&model.probabilities_name, "Softmax", &[&current], vec![("T", f32_type())]));
-    let dimension = HostTensor::new(vec![], TensorData::I32(vec![1])).map_err(|e| FormatError::InvalidExport(e.to_string()))?;
+    nodes.push(node(
+        &model.probabilities_name,
+        "Softmax",
+        &[&current],
+        vec![("T", f32_type())],
+    ));
+    let dimension = HostTensor::new(vec![], TensorData::I32(vec![1]))
+        .map_err(|e| FormatError::InvalidExport(e.to_string()))?;
     nodes.push(const_node("ArgMax/dimension", &dimension));
     nodes.push(node(
         "ArgMax",
@@ -290,7 +353,12 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
             ("output_type", AttrValue::from_type(DataType::Int64)),
         ],
     ));
-    nodes.push(node(&model.class_name, "Identity", &["ArgMax"], vec![("T", AttrValue::from_type(DataType::Int64))]));
+    nodes.push(node(
+        &model.class_name,
+        "Identity",
+        &["ArgMax"],
+        vec![("T", AttrValue::from_type(DataType::Int64))],
+    ));
 
     nodes.extend(save_restore_nodes(&variables)?);
 
@@ -305,15 +373,25 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
     }
 
     let signature = SignatureDef {
-        inputs: [(model.input_name.clone(), tensor_info(&model.input_name, DataType::Float, &[-1, dim(input_dim)]))]
-            .into_iter()
-            .collect(),
+        inputs: [(
+            model.input_name.clone(),
+            tensor_info(&model.input_name, DataType::Float, &[-1, dim(input_dim)]),
+        )]
+        .into_iter()
+        .collect(),
         outputs: [
             (
                 model.probabilities_name.clone(),
-                tensor_info(&model.probabilities_name, DataType::Float, &[-1, dim(classes)]),
+                tensor_info(
+                    &model.probabilities_name,
+                    DataType::Float,
+                    &[-1, dim(classes)],
+                ),
             ),
-            (model.class_name.clone(), tensor_info(&model.class_name, DataType::Int64, &[-1])),
+            (
+                model.class_name.clone(),
+                tensor_info(&model.class_name, DataType::Int64, &[-1]),
+            ),
         ]
         .into_iter()
         .collect(),
@@ -321,14 +399,23 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
         defaults: BTreeMap::new(),
     };
     if signature.outputs.len() != 2 {
-        return Err(FormatError::InvalidExport("probabilities_name and class_name must differ".into()));
+        return Err(FormatError::InvalidExport(
+            "probabilities_name and class_name must differ".into(),
+        ));
     }
 
     let meta_graph = MetaGraphDef {
-        meta_info_def: Some(MetaInfoDef { tags: vec![SERVE_TAG.to_string()], ..Default::default() }),
+        meta_info_def: Some(MetaInfoDef {
+            tags: vec![SERVE_TAG.to_string()],
+            ..Default::default()
+        }),
         graph_def: Some(GraphDef {
             node: nodes,
-            versions: Some(VersionDef { producer: GRAPH_PRODUCER, min_consumer: 0, bad_consumers: vec![] }),
+            versions: Some(VersionDef {
+                producer: GRAPH_PRODUCER,
+                min_consumer: 0,
+                bad_consumers: vec![],
+            }),
             ..Default::default()
         }),
         saver_def: Some(SaverDef {
@@ -340,12 +427,17 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
             keep_checkpoint_every_n_hours: 10000.0,
             version: SaverDef::VERSION_V2,
         }),
-        signature_def: [(DEFAULT_SIGNATURE_KEY.to_string(), signature)].into_iter().collect(),
+        signature_def: [(DEFAULT_SIGNATURE_KEY.to_string(), signature)]
+            .into_iter()
+            .collect(),
         // Must stay None: see the module doc.
         object_graph_def: None,
         ..Default::default()
     };
-    Ok(SavedModel { saved_model_schema_version: 1, meta_graphs: vec![meta_graph] })
+    Ok(SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![meta_graph],
+    })
 }
 
 /// The save/restore subgraph of a (non-sharded) V2 `Saver` over resource variables.
@@ -360,12 +452,27 @@ fn save_restore_nodes(variables: &BTreeMap<String, String>) -> Result<Vec<NodeDe
     let filename = string_tensor(vec![b"model".to_vec()], vec![])?;
     let mut nodes = vec![
         const_node("save/Const", &filename),
-        const_node("save/SaveV2/tensor_names", &string_tensor(keys, vec![count])?),
-        const_node("save/SaveV2/shape_and_slices", &string_tensor(vec![Vec::new(); count], vec![count])?),
+        const_node(
+            "save/SaveV2/tensor_names",
+            &string_tensor(keys, vec![count])?,
+        ),
+        const_node(
+            "save/SaveV2/shape_and_slices",
+            &string_tensor(vec![Vec::new(); count], vec![count])?,
+        ),
     ];
-    let mut save_inputs = vec!["save/Const", "save/SaveV2/tensor_names", "save/SaveV2/shape_and_slices"];
+    let mut save_inputs = vec![
+        "save/Const",
+        "save/SaveV2/tensor_names",
+        "save/SaveV2/shape_and_slices",
+    ];
     save_inputs.extend(variables.values().map(String::as_str));
-    nodes.push(node("save/SaveV2", "SaveV2", &save_inputs, vec![("dtypes", dtypes.clone())]));
+    nodes.push(node(
+        "save/SaveV2",
+        "SaveV2",
+        &save_inputs,
+        vec![("dtypes", dtypes.clone())],
+    ));
     nodes.push(node(
         "save/control_dependency",
         "Identity",
@@ -375,14 +482,31 @@ fn save_restore_nodes(variables: &BTreeMap<String, String>) -> Result<Vec<NodeDe
     nodes.push(node(
         "save/RestoreV2",
         "RestoreV2",
-        &["save/Const", "save/SaveV2/tensor_names", "save/SaveV2/shape_and_slices"],
+        &[
+            "save/Const",
+            "save/SaveV2/tensor_names",
+            "save/SaveV2/shape_and_slices",
+        ],
         vec![("dtypes", dtypes)],
     ));
     let mut assigns = Vec::with_capacity(count);
     for (k, variable) in variables.keys().enumerate() {
-        let name = if k == 0 { "save/AssignVariableOp".to_string() } else { format!("save/AssignVariableOp_{k}") };
-        let restored = if k == 0 { "save/RestoreV2".to_string() } else { format!("save/RestoreV2:{k}") };
-        nodes.push(node(&name, "AssignVariableOp", &[variable, &restored], vec![("dtype", f32_type())]));
+        let name = if k == 0 {
+            "save/AssignVariableOp".to_string()
+        } else {
+            format!("save/AssignVariableOp_{k}")
+        };
+        let restored = if k == 0 {
+            "save/RestoreV2".to_string()
+        } else {
+            format!("save/RestoreV2:{k}")
+        };
+        nodes.push(node(
+            &name,
+            "AssignVariableOp",
+            &[variable, &restored],
+            vec![("dtype", f32_type())],
+        ));
         assigns.push(format!("^{name}"));
     }
     let assign_refs: Vec<&str> = assigns.iter().map(String::as_str).collect();
@@ -427,21 +551,68 @@ mod tests {
         assert!(meta.object_graph_def.is_none());
         assert_eq!(meta.meta_info_def.as_ref().unwrap().tags, ["serve"]);
         let graph = meta.graph_def.as_ref().unwrap();
-        let find = |name: &str| graph.node.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"));
+        let find = |name: &str| {
+            graph
+                .node
+                .iter()
+                .find(|n| n.name == name)
+                .unwrap_or_else(|| panic!("no node {name}"))
+        };
         assert_eq!(find("image").op, "Placeholder");
         assert_eq!(find("dense_2/kernel").op, "VarHandleOp");
-        assert_eq!(find("dense_1/MatMul").input, ["dense/Relu", "dense_1/kernel/Read/ReadVariableOp"]);
-        assert_eq!(find("probabilities").input, ["dense_2/BiasAdd"], "no relu on a linear last layer");
+        assert_eq!(
+            find("dense_1/MatMul").input,
+            ["dense/Relu", "dense_1/kernel/Read/ReadVariableOp"]
+        );
+        assert_eq!(
+            find("probabilities").input,
+            ["dense_2/BiasAdd"],
+            "no relu on a linear last layer"
+        );
         assert_eq!(find("class").input, ["ArgMax"]);
-        let names = find("save/SaveV2/tensor_names").attr["value"].as_tensor().unwrap().string_val.clone();
-        let names: Vec<String> = names.into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
-        assert_eq!(names, ["dense/bias", "dense/kernel", "dense_1/bias", "dense_1/kernel", "dense_2/bias", "dense_2/kernel"]);
-        assert_eq!(find("save/AssignVariableOp_5").input, ["dense_2/kernel", "save/RestoreV2:5"]);
+        let names = find("save/SaveV2/tensor_names").attr["value"]
+            .as_tensor()
+            .unwrap()
+            .string_val
+            .clone();
+        let names: Vec<String> = names
+            .into_iter()
+            .map(|n| String::from_utf8(n).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "dense/bias",
+                "dense/kernel",
+                "dense_1/bias",
+                "dense_1/kernel",
+                "dense_2/bias",
+                "dense_2/kernel"
+            ]
+        );
+        assert_eq!(
+            find("save/AssignVariableOp_5").input,
+            ["dense_2/kernel", "save/RestoreV2:5"]
+        );
         assert_eq!(find("save/restore_all").input.len(), 6);
         let signature = &meta.signature_def[DEFAULT_SIGNATURE_KEY];
         assert_eq!(signature.method_name, PREDICT_METHOD_NAME);
-        assert_eq!(signature.inputs["image"].tensor_shape.as_ref().unwrap().dims(), Some(vec![-1, 784]));
-        assert_eq!(signature.outputs["probabilities"].tensor_shape.as_ref().unwrap().dims(), Some(vec![-1, 10]));
+        assert_eq!(
+            signature.inputs["image"]
+                .tensor_shape
+                .as_ref()
+                .unwrap()
+                .dims(),
+            Some(vec![-1, 784])
+        );
+        assert_eq!(
+            signature.outputs["probabilities"]
+                .tensor_shape
+                .as_ref()
+                .unwrap()
+                .dims(),
+            Some(vec![-1, 10])
+        );
         assert_eq!(signature.outputs["class"].dtype, DataType::Int64 as i32);
         assert_eq!(signature.outputs["class"].dense_name(), Some("class:0"));
     }
@@ -454,7 +625,10 @@ mod tests {
         let shards = [Some(&files[1].1[..])];
         let kernel = index.read_tensor("dense_1/kernel", &shards).unwrap();
         assert_eq!(kernel.shape(), [16, 8]);
-        assert_eq!(kernel.data(), &TensorData::F32(model.layers[1].kernel.clone()));
+        assert_eq!(
+            kernel.data(),
+            &TensorData::F32(model.layers[1].kernel.clone())
+        );
         assert_eq!(index.len(), 6);
     }
 
@@ -463,25 +637,61 @@ mod tests {
         let cases: Vec<(MlpExport, &str)> = vec![
             (MlpExport::new(vec![]), "no layers"),
             (
-                MlpExport::new(vec![DenseLayer { kernel: vec![0.0; 5], ..layer(2, 3, Activation::Relu) }]),
+                MlpExport::new(vec![DenseLayer {
+                    kernel: vec![0.0; 5],
+                    ..layer(2, 3, Activation::Relu)
+                }]),
                 "dense/kernel has 5 values, expected 2 x 3",
             ),
             (
-                MlpExport::new(vec![layer(2, 3, Activation::Relu), DenseLayer { bias: vec![1.0], ..layer(3, 2, Activation::Linear) }]),
+                MlpExport::new(vec![
+                    layer(2, 3, Activation::Relu),
+                    DenseLayer {
+                        bias: vec![1.0],
+                        ..layer(3, 2, Activation::Linear)
+                    },
+                ]),
                 "dense_1/bias has 1 values",
             ),
             (
-                MlpExport::new(vec![layer(2, 3, Activation::Relu), layer(4, 2, Activation::Linear)]),
+                MlpExport::new(vec![
+                    layer(2, 3, Activation::Relu),
+                    layer(4, 2, Activation::Linear),
+                ]),
                 "dense_1 takes 4 inputs but dense produces 3",
             ),
             (
-                MlpExport::new(vec![DenseLayer { bias: vec![0.0, f32::NAN, 0.0], ..layer(2, 3, Activation::Relu) }]),
+                MlpExport::new(vec![DenseLayer {
+                    bias: vec![0.0, f32::NAN, 0.0],
+                    ..layer(2, 3, Activation::Relu)
+                }]),
                 "dense/bias[1] is NaN",
             ),
-            (MlpExport::new(vec![layer(0, 3, Activation::Relu)]), "must be positive"),
-            (MlpExport { input_name: "bad name".into(), ..mnist_like() }, "not a valid TensorFlow node name"),
-            (MlpExport { input_name: "ArgMax".into(), ..mnist_like() }, "used twice"),
-            (MlpExport { class_name: "probabilities".into(), ..mnist_like() }, "used twice"),
+            (
+                MlpExport::new(vec![layer(0, 3, Activation::Relu)]),
+                "must be positive",
+            ),
+            (
+                MlpExport {
+                    input_name: "bad name".into(),
+                    ..mnist_like()
+                },
+                "not a valid TensorFlow node name",
+            ),
+            (
+                MlpExport {
+                    input_name: "ArgMax".into(),
+                    ..mnist_like()
+                },
+                "used twice",
+            ),
+            (
+                MlpExport {
+                    class_name: "probabilities".into(),
+                    ..mnist_like()
+                },
+                "used twice",
+            ),
         ];
         for (model, expected) in cases {
             let err = export_mlp(&model).unwrap_err().to_string();
@@ -491,6 +701,9 @@ mod tests {
 
     #[test]
     fn export_is_deterministic() {
-        assert_eq!(export_mlp(&mnist_like()).unwrap(), export_mlp(&mnist_like()).unwrap());
+        assert_eq!(
+            export_mlp(&mnist_like()).unwrap(),
+            export_mlp(&mnist_like()).unwrap()
+        );
     }
 }

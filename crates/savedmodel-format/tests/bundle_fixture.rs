@@ -2,6 +2,9 @@
 //! the same tensors, added in the same order, must give byte-identical files, and our reader must
 //! recover the recorded values from TF's files.
 
+// Test helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX, write_bundle};
@@ -14,7 +17,12 @@ fn fixture_dir() -> PathBuf {
 
 fn read(name: &str) -> Vec<u8> {
     let path = fixture_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/make-bundle-fixture.py)", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run scripts/make-bundle-fixture.py)",
+            path.display()
+        )
+    })
 }
 
 /// The fixture's tensors, in the order TF wrote them to the data file.
@@ -26,14 +34,26 @@ fn expected_tensors() -> Vec<(String, HostTensor)> {
         .iter()
         .map(|t| {
             let name = t["name"].as_str().unwrap().to_string();
-            let shape: Vec<usize> = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             let values = t["values"].as_array().unwrap();
             let data = match t["dtype"].as_str().unwrap() {
-                "float32" => TensorData::F32(values.iter().map(|v| v.as_f64().unwrap() as f32).collect()),
+                "float32" => {
+                    TensorData::F32(values.iter().map(|v| v.as_f64().unwrap() as f32).collect())
+                }
                 "float64" => TensorData::F64(values.iter().map(|v| v.as_f64().unwrap()).collect()),
                 "int64" => TensorData::I64(values.iter().map(|v| v.as_i64().unwrap()).collect()),
                 "bool" => TensorData::Bool(values.iter().map(|v| v.as_bool().unwrap()).collect()),
-                "string" => TensorData::Str(values.iter().map(|v| v.as_str().unwrap().as_bytes().to_vec()).collect()),
+                "string" => TensorData::Str(
+                    values
+                        .iter()
+                        .map(|v| v.as_str().unwrap().as_bytes().to_vec())
+                        .collect(),
+                ),
                 other => panic!("fixture dtype {other} not handled by this test"),
             };
             (name, HostTensor::new(shape, data).unwrap())
@@ -84,10 +104,19 @@ fn flipping_any_byte_of_tensorflows_data_file_is_detected() {
         let shards = [Some(corrupt.as_slice())];
         let failures: Vec<String> = index
             .tensor_names()
-            .filter_map(|name| index.read_tensor(name, &shards).err().map(|e| e.to_string()))
+            .filter_map(|name| {
+                index
+                    .read_tensor(name, &shards)
+                    .err()
+                    .map(|e| e.to_string())
+            })
             .collect();
         assert_eq!(failures.len(), 1, "byte {position}: {failures:?}");
-        assert!(failures[0].contains("checksum") || failures[0].contains("string tensor"), "{}", failures[0]);
+        assert!(
+            failures[0].contains("checksum") || failures[0].contains("string tensor"),
+            "{}",
+            failures[0]
+        );
     }
 }
 

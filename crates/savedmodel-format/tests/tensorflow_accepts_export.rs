@@ -9,6 +9,9 @@
 //! The interpreter is `$PYTHON`, or `<workspace>/.venv/bin/python`. Without it these tests fail
 //! (they must not pass silently): run `scripts/setup-python.sh`.
 
+// Test helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,29 +25,47 @@ fn workspace() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let python = std::env::var_os("PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace().join(".venv/bin/python"));
-    let probe = Command::new(&python).args(["-c", "import tensorflow"]).output();
+    let python = std::env::var_os("PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    let probe = Command::new(&python)
+        .args(["-c", "import tensorflow"])
+        .output();
     match probe {
         Ok(out) if out.status.success() => python,
         Ok(out) => panic!(
             "{} cannot import tensorflow ({}): run scripts/setup-python.sh (or set PYTHON)",
             python.display(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
         ),
-        Err(e) => panic!("cannot run {} ({e}): run scripts/setup-python.sh (or set PYTHON)", python.display()),
+        Err(e) => panic!(
+            "cannot run {} ({e}): run scripts/setup-python.sh (or set PYTHON)",
+            python.display()
+        ),
     }
 }
 
 fn run_helper(args: &[&str]) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tf_check.py");
-    let out = Command::new(python()).arg(&script).args(args).output().expect("run python");
+    let out = Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "tf_check.py {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON from tf_check.py ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON from tf_check.py ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), so failures are reproducible.
@@ -71,7 +92,9 @@ fn random_mlp(rng: &mut Rng, dims: &[usize], activations: &[Activation]) -> MlpE
             let (in_dim, out_dim) = (pair[0], pair[1]);
             let scale = (2.0 / in_dim as f32).sqrt();
             DenseLayer {
-                kernel: (0..in_dim * out_dim).map(|_| rng.symmetric(scale)).collect(),
+                kernel: (0..in_dim * out_dim)
+                    .map(|_| rng.symmetric(scale))
+                    .collect(),
                 bias: (0..out_dim).map(|_| rng.symmetric(0.1)).collect(),
                 in_dim,
                 out_dim,
@@ -112,14 +135,19 @@ fn write_model(dir: &Path, model: &MlpExport) {
 }
 
 fn as_f64s(value: &Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
 fn tensorflow_loads_and_runs_exported_mlps() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     use Activation::{Linear, Relu};
-    let models = vec![
+    let models = [
         random_mlp(&mut rng, &[784, 32, 16, 10], &[Relu, Relu, Linear]),
         random_mlp(&mut rng, &[5, 3], &[Linear]),
         random_mlp(&mut rng, &[7, 6, 6, 6, 2], &[Relu, Linear, Relu, Linear]),
@@ -131,12 +159,18 @@ fn tensorflow_loads_and_runs_exported_mlps() {
         let dir = temp.path().join(format!("model-{i}"));
         write_model(&dir, model);
         let input_dim = model.layers[0].in_dim;
-        let batch: Vec<Vec<f32>> = (0..6).map(|_| (0..input_dim).map(|_| rng.next_f32()).collect()).collect();
+        let batch: Vec<Vec<f32>> = (0..6)
+            .map(|_| (0..input_dim).map(|_| rng.next_f32()).collect())
+            .collect();
         case_models.push(json!({"dir": dir.to_str().unwrap(), "inputs": batch}));
         batches.push(batch);
     }
     let case_path = temp.path().join("case.json");
-    std::fs::write(&case_path, serde_json::to_vec(&json!({"models": case_models})).unwrap()).unwrap();
+    std::fs::write(
+        &case_path,
+        serde_json::to_vec(&json!({"models": case_models})).unwrap(),
+    )
+    .unwrap();
 
     let report = run_helper(&["models", case_path.to_str().unwrap()]);
     let results = report["results"].as_array().unwrap();
@@ -150,12 +184,21 @@ fn tensorflow_loads_and_runs_exported_mlps() {
             let prefix = savedmodel_format::writer::keras_layer_name(index);
             let kernel = &checkpoint[&format!("{prefix}/kernel")];
             assert_eq!(kernel["shape"], json!([layer.in_dim, layer.out_dim]));
-            let values: Vec<f32> = as_f64s(&kernel["values"]).iter().map(|&v| v as f32).collect();
+            let values: Vec<f32> = as_f64s(&kernel["values"])
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
             assert_eq!(values, layer.kernel, "{prefix}/kernel");
-            let bias: Vec<f32> = as_f64s(&checkpoint[&format!("{prefix}/bias")]["values"]).iter().map(|&v| v as f32).collect();
+            let bias: Vec<f32> = as_f64s(&checkpoint[&format!("{prefix}/bias")]["values"])
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
             assert_eq!(bias, layer.bias, "{prefix}/bias");
         }
-        assert_eq!(result["tf2_output_dtypes"], json!({"probabilities": "float32", "class": "int64"}));
+        assert_eq!(
+            result["tf2_output_dtypes"],
+            json!({"probabilities": "float32", "class": "int64"})
+        );
         for loader in ["tf2", "tf1"] {
             let probabilities = result[loader]["probabilities"].as_array().unwrap();
             let class = result[loader]["class"].as_array().unwrap();
@@ -165,10 +208,22 @@ fn tensorflow_loads_and_runs_exported_mlps() {
                 let theirs = as_f64s(tf_row);
                 assert_eq!(theirs.len(), classes);
                 for (a, b) in ours.iter().zip(&theirs) {
-                    assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-2), "{loader} row {row}: ours {ours:?} TF {theirs:?}");
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1e-2),
+                        "{loader} row {row}: ours {ours:?} TF {theirs:?}"
+                    );
                 }
-                let our_class = ours.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
-                assert_eq!(class[row].as_i64().unwrap() as usize, our_class, "{loader} row {row}");
+                let our_class = ours
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0;
+                assert_eq!(
+                    class[row].as_i64().unwrap() as usize,
+                    our_class,
+                    "{loader} row {row}"
+                );
             }
         }
         assert_eq!(result["cli_returncode"], 0, "{}", result["cli"]);
@@ -184,7 +239,10 @@ fn tensorflow_loads_and_runs_exported_mlps() {
             "name: probabilities:0".to_string(),
             "Method name is: tensorflow/serving/predict".to_string(),
         ] {
-            assert!(cli.contains(&expected), "saved_model_cli output lacks {expected:?}:\n{cli}");
+            assert!(
+                cli.contains(&expected),
+                "saved_model_cli output lacks {expected:?}:\n{cli}"
+            );
         }
     }
 }
@@ -195,16 +253,33 @@ fn multi_block_index_is_byte_identical_to_tensorflows() {
     let prefix = temp.path().join("many");
     let count = 7000;
     let report = run_helper(&["bundle", prefix.to_str().unwrap(), &count.to_string()]);
-    let names: Vec<String> = report["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
-    let tensors: Vec<HostTensor> =
-        (0..count).map(|i| HostTensor::new(vec![2], TensorData::F32(vec![i as f32, -0.5 * i as f32])).unwrap()).collect();
+    let names: Vec<String> = report["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    let tensors: Vec<HostTensor> = (0..count)
+        .map(|i| {
+            HostTensor::new(vec![2], TensorData::F32(vec![i as f32, -0.5 * i as f32])).unwrap()
+        })
+        .collect();
     let ours = write_bundle(names.iter().map(String::as_str).zip(&tensors)).unwrap();
     let tf_index = std::fs::read(prefix.with_extension("index")).unwrap();
     let tf_data = std::fs::read(temp.path().join("many.data-00000-of-00001")).unwrap();
     let index = BundleIndex::parse("many.index", &tf_index).unwrap();
     assert_eq!(index.len(), count);
     let table = savedmodel_format::sstable::Table::open("many.index", &tf_index).unwrap();
-    assert!(table.num_data_blocks() >= 2, "the test needs several data blocks, TF wrote {}", table.num_data_blocks());
+    assert!(
+        table.num_data_blocks() >= 2,
+        "the test needs several data blocks, TF wrote {}",
+        table.num_data_blocks()
+    );
     assert_eq!(ours.data, tf_data);
-    assert!(ours.index == tf_index, "index differs (ours {} bytes, TF {} bytes)", ours.index.len(), tf_index.len());
+    assert!(
+        ours.index == tf_index,
+        "index differs (ours {} bytes, TF {} bytes)",
+        ours.index.len(),
+        tf_index.len()
+    );
 }

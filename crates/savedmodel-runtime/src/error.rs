@@ -72,8 +72,9 @@ pub enum RuntimeError {
     #[error("cannot read {location}: {source}")]
     Storage {
         location: String,
+        // Boxed: StorageError is large and every Result in the crate would carry its size.
         #[source]
-        source: storage::StorageError,
+        source: Box<storage::StorageError>,
     },
 
     /// The directory holds neither `saved_model.pb` nor `saved_model.pbtxt`.

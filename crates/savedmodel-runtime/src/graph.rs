@@ -281,8 +281,8 @@ impl<'a> Builder<'a> {
         let prefix = format!("{call_name}/");
         let mut arg_nodes = Vec::new();
         for (arg, input) in signature.input_arg.iter().zip(&data_inputs) {
-            let mut raw = vec![RawInput::Text(caller, *input)];
-            raw.extend(control_inputs.iter().map(|c| RawInput::Text(caller, *c)));
+            let mut raw = vec![RawInput::Text(caller, input)];
+            raw.extend(control_inputs.iter().map(|c| RawInput::Text(caller, c)));
             let id = self.add_node(format!("{prefix}{}", arg.name), NodeKind::Arg, scope, raw)?;
             self.scopes[scope].args.insert(arg.name.as_str(), id);
             arg_nodes.push(id);
@@ -446,10 +446,11 @@ impl<'a> FlatGraph<'a> {
             Some((n, r)) => (n, Some(r)),
             None => (text, None),
         };
-        if in_function && rest.is_none() {
-            if let Some(&arg) = sc.args.get(node_name) {
-                return Ok(TensorRef { node: arg, port: 0 });
-            }
+        if in_function
+            && rest.is_none()
+            && let Some(&arg) = sc.args.get(node_name)
+        {
+            return Ok(TensorRef { node: arg, port: 0 });
         }
         let local = sc
             .locals
@@ -476,14 +477,14 @@ impl<'a> FlatGraph<'a> {
                     None => index,
                     Some(arg) => self.flat_port(*id, arg, index).unwrap_or(index),
                 };
-                if let Some(count) = self.num_outputs(*id) {
-                    if port >= count {
-                        return Err(self.dangling(
-                            consumer,
-                            text,
-                            &format!("refers to output {port}, but the node has {count}"),
-                        ));
-                    }
+                if let Some(count) = self.num_outputs(*id)
+                    && port >= count
+                {
+                    return Err(self.dangling(
+                        consumer,
+                        text,
+                        &format!("refers to output {port}, but the node has {count}"),
+                    ));
                 }
                 Ok(TensorRef { node: *id, port })
             }
@@ -581,10 +582,10 @@ impl<'a> FlatGraph<'a> {
         };
         match self.scopes[0].locals.get(node_name)? {
             Local::Plain(id) => {
-                if let Some(count) = self.num_outputs(*id) {
-                    if port >= count {
-                        return None;
-                    }
+                if let Some(count) = self.num_outputs(*id)
+                    && port >= count
+                {
+                    return None;
                 }
                 Some(TensorRef { node: *id, port })
             }

@@ -983,7 +983,7 @@ fn target_shape(spec: &[i64], count: usize) -> Result<Vec<usize>, String> {
     }
     match unknown {
         Some(i) => {
-            if known == 0 || count % known != 0 {
+            if known == 0 || !count.is_multiple_of(known) {
                 return Err(format!("cannot reshape {count} elements to {spec:?}"));
             }
             shape[i] = count / known;

@@ -142,7 +142,7 @@ struct CheckpointParts<'b> {
 fn storage_error(location: &storage::Location, source: storage::StorageError) -> RuntimeError {
     RuntimeError::Storage {
         location: location.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -378,7 +378,9 @@ impl LoadedModel {
                         expected: expected.clone(),
                     });
                 }
-                feeds.push(None);
+                // The signature's default, if any; else the graph's PlaceholderWithDefault (or
+                // nothing, when the requested outputs do not need this input).
+                feeds.push(feed.default.and_then(|c| self.consts.get(c).cloned()));
                 continue;
             };
             check_input(signature, &feed.key, &feed.spec, tensor)?;
@@ -667,15 +669,15 @@ fn check_variable(
         .attr(node, "dtype")
         .and_then(|v| v.as_type())
         .and_then(DataType::from_tf);
-    if let Some(dtype) = graph_dtype {
-        if dtype != spec.dtype {
-            return Err(RuntimeError::VariableDtypeMismatch {
-                variable: name.to_string(),
-                key: key.to_string(),
-                graph: variables::dtype_name(Some(dtype)),
-                bundle: spec.dtype.tf_name().to_string(),
-            });
-        }
+    if let Some(dtype) = graph_dtype
+        && dtype != spec.dtype
+    {
+        return Err(RuntimeError::VariableDtypeMismatch {
+            variable: name.to_string(),
+            key: key.to_string(),
+            graph: variables::dtype_name(Some(dtype)),
+            bundle: spec.dtype.tf_name().to_string(),
+        });
     }
     let graph_shape = flat
         .attr(node, "shape")

@@ -91,6 +91,8 @@ pub(crate) struct FeedSpec {
     pub spec: TensorSpec,
     /// The requested outputs depend on it and it has no default.
     pub required: bool,
+    /// `SignatureDef.defaults`: the value used when the input is not supplied (pool index).
+    pub default: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -345,10 +347,23 @@ impl Compiler<'_, '_> {
                     format!("input `{input_key}` names the same tensor `{name}` as another input"),
                 ));
             }
+            let default = match def.defaults.get(input_key) {
+                None => None,
+                Some(proto) => {
+                    let value = decode_tensor_proto(proto)
+                        .and_then(|c| Value::from_const(&c, self.device))
+                        .map_err(|r| {
+                            Self::invalid_sig(key, format!("default of input `{input_key}`: {r}"))
+                        })?;
+                    self.pool.consts.push(value);
+                    Some(self.pool.consts.len() - 1)
+                }
+            };
             feeds.push(FeedSpec {
                 key: input_key.clone(),
                 spec,
                 required: false,
+                default,
             });
         }
         let mut outputs = Vec::new();
@@ -591,6 +606,16 @@ impl Compiler<'_, '_> {
                     }
                     continue;
                 }
+                // Reading a variable whose handle is known at compile time is just its value.
+                if op == "ReadVariableOp"
+                    && let Some(Source::Const(c)) =
+                        node.inputs.first().map(|r| source_of(&sources, r))
+                    && let Some(Value::Resource(var)) = self.pool.consts.get(c)
+                {
+                    sources.insert(TensorRef { node: n, port: 0 }, Source::Variable(*var));
+                    alias_of_node.insert(n, Source::Variable(*var));
+                    continue;
+                }
             }
             let (kind, inputs) = if let Some(&feed) = fed_defaults.get(&n) {
                 used_feeds.insert(feed);
@@ -671,8 +696,9 @@ impl Compiler<'_, '_> {
             return Ok(Compiled::Unsupported(unsupported));
         }
         for (index, feed) in feeds.iter_mut().enumerate() {
-            feed.required =
-                used_feeds.contains(&index) && !fed_defaults.values().any(|&i| i == index);
+            feed.required = used_feeds.contains(&index)
+                && !fed_defaults.values().any(|&i| i == index)
+                && feed.default.is_none();
         }
         let outputs: Vec<(String, Source)> = outputs
             .into_iter()
@@ -685,7 +711,7 @@ impl Compiler<'_, '_> {
                         reason: "output was not planned".into(),
                     })?;
                 if let Source::Feed(i) = s {
-                    feeds[i].required = true;
+                    feeds[i].required = feeds[i].default.is_none();
                 }
                 Ok((k, s))
             })
@@ -879,11 +905,11 @@ impl Compiler<'_, '_> {
 
 /// Steps an output depends on, transitively.
 fn steps_needed(steps: &[Step], output: Source) -> Vec<usize> {
-    let slot_owner = |slot: usize| {
-        steps
-            .iter()
-            .position(|s| slot >= s.first_slot && slot < s.first_slot + s.num_outputs)
-    };
+    let mut owner = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        owner.resize(step.first_slot + step.num_outputs, i);
+    }
+    let slot_owner = |slot: usize| owner.get(slot).copied();
     let mut needed = vec![false; steps.len()];
     let mut work: Vec<usize> = match output {
         Source::Slot(s) => slot_owner(s).into_iter().collect(),
@@ -958,10 +984,10 @@ impl Plan {
             reason,
         };
         for (i, step) in self.steps.iter().enumerate() {
-            if let Some(m) = &mask {
-                if !m[i] {
-                    continue;
-                }
+            if let Some(m) = &mask
+                && !m[i]
+            {
+                continue;
             }
             let controls_live = step.controls.iter().all(|gate| match gate {
                 Gate::Step(s) => step_live[*s],

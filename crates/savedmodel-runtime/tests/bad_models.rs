@@ -1,6 +1,9 @@
 //! Broken, mismatched and unsupported models fail with errors that name what is wrong, and
 //! never panic. Broken models are made by editing the real fixtures with prost.
 
+// Test helpers outside #[test] fns may unwrap too (clippy.toml allows it inside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

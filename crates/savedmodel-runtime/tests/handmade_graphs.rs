@@ -2,6 +2,9 @@
 //! predicate known only at run time, PlaceholderWithDefault, functions called by op name with
 //! `placeholder` attrs and `node:out_arg:i` inputs, nested PartitionedCalls, and malformed graphs.
 
+// Test helpers outside #[test] fns may unwrap too (clippy.toml allows it inside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use candle_core::Device;
@@ -261,6 +264,45 @@ fn placeholder_with_default_uses_the_default_unless_fed() {
     assert_eq!(
         floats(&model.run("serving_default", &fed).unwrap()["y"]),
         vec![3.0, 0.0, -3.0, 1.5]
+    );
+}
+
+#[test]
+fn signature_defaults_stand_in_for_missing_inputs() {
+    let nodes = vec![
+        placeholder("x", DataType::Float, &[-1, 2]),
+        node("y", "Neg", &["x"], &[("T", float())]),
+    ];
+    let mut saved = SavedModel::decode(
+        model(
+            nodes,
+            vec![],
+            &[("x", info("x:0", DataType::Float, &[-1, 2]))],
+            &[("y", info("y:0", DataType::Float, &[-1, 2]))],
+        )
+        .as_slice(),
+    )
+    .unwrap();
+    let default = TensorProto {
+        dtype: DataType::Float as i32,
+        tensor_shape: Some(TensorShapeProto::from_dims(&[1, 2])),
+        float_val: vec![5.0, 6.0],
+        ..Default::default()
+    };
+    let signature = saved.meta_graphs[0]
+        .signature_def
+        .get_mut("serving_default")
+        .unwrap();
+    signature.defaults.insert("x".into(), default);
+    let model = load(&saved.encode_to_vec()).unwrap();
+    assert_eq!(
+        floats(&model.run("serving_default", &BTreeMap::new()).unwrap()["y"]),
+        vec![-5.0, -6.0]
+    );
+    let fed = BTreeMap::from([("x".to_string(), f32_tensor(vec![1, 2], vec![1.0, 2.0]))]);
+    assert_eq!(
+        floats(&model.run("serving_default", &fed).unwrap()["y"]),
+        vec![-1.0, -2.0]
     );
 }
 

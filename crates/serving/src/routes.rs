@@ -884,14 +884,13 @@ async fn create_version(
         .ok_or_else(|| {
             ApiError::invalid("Field: version.deployment_uri Error: A deployment URI is required")
         })?;
-    let location = state.check_origin(&uri)?;
+    state.check_origin(&uri)?;
     let framework = body.framework.to_ascii_uppercase();
     if !framework.is_empty() && framework != "TENSORFLOW" {
         return Err(ApiError::invalid(format!(
             "Field: version.framework Error: {framework} is not supported: this server serves TensorFlow SavedModels"
         )));
     }
-    let uri = location.url();
     let (record, version) = state
         .registry
         .mutate(model, |current| {

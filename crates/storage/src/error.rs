@@ -41,6 +41,19 @@ pub enum StorageError {
         source: object_store::Error,
     },
 
+    /// No credentials could be obtained for Google Cloud Storage.
+    #[error(
+        "cannot {operation} {location}: no usable Google Cloud credentials (set \
+         GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or set \
+         STORAGE_EMULATOR_HOST to use an emulator)"
+    )]
+    Credentials {
+        location: String,
+        operation: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+
     /// The storage service could not be reached or the connection failed (after retries).
     #[error("cannot {operation} {location}: network error")]
     Network {
@@ -85,6 +98,7 @@ impl StorageError {
             | StorageError::Config { location, .. }
             | StorageError::NotFound { location, .. }
             | StorageError::PermissionDenied { location, .. }
+            | StorageError::Credentials { location, .. }
             | StorageError::Network { location, .. }
             | StorageError::Backend { location, .. }
             | StorageError::InvalidTree { location, .. }
@@ -109,6 +123,11 @@ impl StorageError {
                 operation,
                 source,
             },
+            Kind::Credentials => StorageError::Credentials {
+                location,
+                operation,
+                source,
+            },
             Kind::Network => StorageError::Network {
                 location,
                 operation,
@@ -126,6 +145,7 @@ impl StorageError {
 enum Kind {
     NotFound,
     Permission,
+    Credentials,
     Network,
     Other,
 }
@@ -142,6 +162,15 @@ fn classify(error: &object_store::Error) -> Kind {
     }
     let mut cause: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(current) = cause {
+        // Fetching an OAuth token failed (object_store's credential error type is private, so
+        // its message is what identifies it). Checked before network causes: outside Google
+        // Cloud the metadata server is unreachable, which is a credentials problem to the user.
+        if current
+            .to_string()
+            .starts_with("Error performing token request")
+        {
+            return Kind::Credentials;
+        }
         if let Some(http) = current.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind;
             match http.kind() {

@@ -772,6 +772,21 @@ mod tests {
         let error = StorageError::from_store(refused, "list", "gs://b".into());
         assert!(matches!(error, StorageError::Network { .. }), "{error}");
 
+        let token: Box<dyn std::error::Error + Send + Sync> =
+            "Error performing token request: connection refused".into();
+        let no_credentials = object_store::Error::Generic {
+            store: "GCS",
+            source: token,
+        };
+        let error = StorageError::from_store(no_credentials, "read", "gs://b/x".into());
+        assert!(matches!(error, StorageError::Credentials { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("gcloud auth application-default login"),
+            "{error}"
+        );
+
         let other = object_store::Error::Generic {
             store: "GCS",
             source: "HTTP 500".into(),
