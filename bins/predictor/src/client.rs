@@ -12,7 +12,12 @@ use serde_json::{Value, json};
 #[derive(Debug, clap::Args)]
 pub struct Connection {
     /// Base URL of the prediction server.
-    #[arg(long, global = true, env = "PREDICTOR_ENDPOINT", default_value = "http://127.0.0.1:8501")]
+    #[arg(
+        long,
+        global = true,
+        env = "PREDICTOR_ENDPOINT",
+        default_value = "http://127.0.0.1:8501"
+    )]
     endpoint: String,
     /// Project name in the API paths.
     #[arg(long, global = true, default_value = "default")]
@@ -164,18 +169,31 @@ impl Client {
     }
 
     /// Sends a request; non-2xx answers become errors carrying the server's message.
-    async fn call(&self, method: reqwest::Method, resource: &str, body: Option<&Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        resource: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let url = self.url(resource);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
         }
-        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
-        let text = response.text().await.with_context(|| format!("cannot read the answer of {url}"))?;
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("cannot read the answer of {url}"))?;
         if !status.is_success() {
             bail!("HTTP {status}: {}", error_message(&text));
         }
@@ -191,13 +209,19 @@ fn error_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     match parsed.as_ref().and_then(|v| v.get("error")) {
         Some(Value::String(message)) => message.clone(),
-        Some(error) => error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string),
+        Some(error) => error
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| error.to_string(), str::to_string),
         None => body.trim().to_string(),
     }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The last path segment of a resource name (`projects/p/models/m` → `m`).
@@ -238,7 +262,11 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             ModelsCommand::List => {
                 let client = Client::new(connection)?;
                 let answer = client.call(reqwest::Method::GET, "models", None).await?;
-                let models = answer.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
+                let models = answer
+                    .get("models")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if models.is_empty() {
                     eprintln!("Listed 0 items.");
                     return Ok(());
@@ -246,7 +274,11 @@ pub fn models(args: ModelsArgs) -> Result<()> {
                 let rows: Vec<Vec<String>> = models
                     .iter()
                     .map(|m| {
-                        let name = m.get("name").and_then(Value::as_str).map(basename).unwrap_or_default();
+                        let name = m
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .map(basename)
+                            .unwrap_or_default();
                         let default = m
                             .pointer("/defaultVersion/name")
                             .and_then(Value::as_str)
@@ -257,7 +289,11 @@ pub fn models(args: ModelsArgs) -> Result<()> {
                     .collect();
                 print_table(&["NAME", "DEFAULT_VERSION_NAME"], &rows);
             }
-            ModelsCommand::Create { name, description, region } => {
+            ModelsCommand::Create {
+                name,
+                description,
+                region,
+            } => {
                 let client = Client::new(connection)?;
                 let mut body = json!({"name": name});
                 if let Some(d) = description {
@@ -266,12 +302,19 @@ pub fn models(args: ModelsArgs) -> Result<()> {
                 if let Some(r) = region {
                     body["regions"] = json!([r]);
                 }
-                client.call(reqwest::Method::POST, "models", Some(&body)).await?;
-                eprintln!("Created ml engine model [projects/{}/models/{name}].", client.project);
+                client
+                    .call(reqwest::Method::POST, "models", Some(&body))
+                    .await?;
+                eprintln!(
+                    "Created ml engine model [projects/{}/models/{name}].",
+                    client.project
+                );
             }
             ModelsCommand::Delete { name } => {
                 let client = Client::new(connection)?;
-                client.call(reqwest::Method::DELETE, &format!("models/{name}"), None).await?;
+                client
+                    .call(reqwest::Method::DELETE, &format!("models/{name}"), None)
+                    .await?;
                 eprintln!("Deleted model [projects/{}/models/{name}].", client.project);
             }
         }
@@ -284,7 +327,8 @@ fn origin_url(origin: &str) -> Result<String> {
     if origin.contains("://") {
         return Ok(origin.to_string());
     }
-    let path = std::path::absolute(origin).with_context(|| format!("--origin {origin}: cannot make it absolute"))?;
+    let path = std::path::absolute(origin)
+        .with_context(|| format!("--origin {origin}: cannot make it absolute"))?;
     if !path.is_dir() {
         bail!("--origin {}: no such directory", path.display());
     }
@@ -297,16 +341,37 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
         match args.command {
             VersionsCommand::List { model } => {
                 let client = Client::new(connection)?;
-                let answer = client.call(reqwest::Method::GET, &format!("models/{model}/versions"), None).await?;
-                let versions = answer.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+                let answer = client
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("models/{model}/versions"),
+                        None,
+                    )
+                    .await?;
+                let versions = answer
+                    .get("versions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if versions.is_empty() {
                     eprintln!("Listed 0 items.");
                     return Ok(());
                 }
-                let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+                let text = |v: &Value, key: &str| {
+                    v.get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let rows: Vec<Vec<String>> = versions
                     .iter()
-                    .map(|v| vec![basename(&text(v, "name")).to_string(), text(v, "deploymentUri"), text(v, "state")])
+                    .map(|v| {
+                        vec![
+                            basename(&text(v, "name")).to_string(),
+                            text(v, "deploymentUri"),
+                            text(v, "state"),
+                        ]
+                    })
                     .collect();
                 print_table(&["NAME", "DEPLOYMENT_URI", "STATE"], &rows);
             }
@@ -333,7 +398,13 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
                         body[key] = json!(value);
                     }
                 }
-                client.call(reqwest::Method::POST, &format!("models/{model}/versions"), Some(&body)).await?;
+                client
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("models/{model}/versions"),
+                        Some(&body),
+                    )
+                    .await?;
                 if no_wait {
                     eprintln!("Creating version [{name}] of model [{model}] (not waiting).");
                     return Ok(());
@@ -341,8 +412,13 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
                 eprint!("Creating version (this might take a few minutes)...");
                 let deadline = Instant::now() + Duration::from_secs(timeout_secs);
                 loop {
-                    let version =
-                        client.call(reqwest::Method::GET, &format!("models/{model}/versions/{name}"), None).await?;
+                    let version = client
+                        .call(
+                            reqwest::Method::GET,
+                            &format!("models/{model}/versions/{name}"),
+                            None,
+                        )
+                        .await?;
                     match version.get("state").and_then(Value::as_str) {
                         Some("READY") => {
                             eprintln!("done.");
@@ -350,7 +426,10 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
                         }
                         Some("FAILED") => {
                             eprintln!("failed.");
-                            let why = version.get("errorMessage").and_then(Value::as_str).unwrap_or("no message");
+                            let why = version
+                                .get("errorMessage")
+                                .and_then(Value::as_str)
+                                .unwrap_or("no message");
                             bail!("version {name} FAILED: {why}");
                         }
                         _ if Instant::now() > deadline => {
@@ -366,13 +445,23 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
             }
             VersionsCommand::Delete { name, model } => {
                 let client = Client::new(connection)?;
-                client.call(reqwest::Method::DELETE, &format!("models/{model}/versions/{name}"), None).await?;
+                client
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("models/{model}/versions/{name}"),
+                        None,
+                    )
+                    .await?;
                 eprintln!("Deleted version [{name}] of model [{model}].");
             }
             VersionsCommand::SetDefault { name, model } => {
                 let client = Client::new(connection)?;
                 let version = client
-                    .call(reqwest::Method::POST, &format!("models/{model}/versions/{name}:setDefault"), None)
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("models/{model}/versions/{name}:setDefault"),
+                        None,
+                    )
                     .await?;
                 println!("{}", serde_json::to_string_pretty(&version)?);
             }
@@ -386,11 +475,17 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
 fn read_instances(path: &PathBuf) -> Result<Vec<Value>> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("cannot read instances from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read instances from stdin")?;
     } else {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // Read one line more than allowed, so an oversized file is refused without reading it all.
-        for line in std::io::BufReader::new(file).lines().take(MAX_INSTANCES + 1) {
+        for line in std::io::BufReader::new(file)
+            .lines()
+            .take(MAX_INSTANCES + 1)
+        {
             text.push_str(&line.with_context(|| format!("cannot read {}", path.display()))?);
             text.push('\n');
         }
@@ -399,7 +494,11 @@ fn read_instances(path: &PathBuf) -> Result<Vec<Value>> {
     let mut instances = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
-            bail!("{}: line {}: Empty line is not allowed in the instances file.", path.display(), index + 1);
+            bail!(
+                "{}: line {}: Empty line is not allowed in the instances file.",
+                path.display(),
+                index + 1
+            );
         }
         if instances.len() == MAX_INSTANCES {
             bail!(
@@ -431,7 +530,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     };
     let answer = runtime()?.block_on(async {
         let client = Client::new(connection)?;
-        client.call(reqwest::Method::POST, &resource, Some(&body)).await
+        client
+            .call(reqwest::Method::POST, &resource, Some(&body))
+            .await
     })?;
     let text = format_predictions(&answer, args.format)?;
     print!("{text}");

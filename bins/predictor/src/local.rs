@@ -61,18 +61,25 @@ pub struct LocalArgs {
 }
 
 pub fn run(args: LocalArgs) -> Result<()> {
-    let (path, format) = match (&args.json_instances, &args.json_request, &args.text_instances) {
+    let (path, format) = match (
+        &args.json_instances,
+        &args.json_request,
+        &args.text_instances,
+    ) {
         (Some(path), _, _) => (path, InstanceFormat::JsonLines),
         (_, Some(path), _) => (path, InstanceFormat::JsonRequest),
         (_, _, Some(path)) => (path, InstanceFormat::TextLines),
         // clap's required group makes this unreachable; say so rather than panic.
-        (None, None, None) => bail!("one of --json-instances, --json-request, --text-instances is required"),
+        (None, None, None) => {
+            bail!("one of --json-instances, --json-request, --text-instances is required")
+        }
     };
     let source = path.display().to_string();
     // Open the instances first: a typo in the file name should not wait for a model load.
     let reader = open_instances(path)?;
 
-    let model_dir = Location::parse(&args.model_dir).with_context(|| format!("invalid --model-dir {}", args.model_dir))?;
+    let model_dir = Location::parse(&args.model_dir)
+        .with_context(|| format!("invalid --model-dir {}", args.model_dir))?;
     check_model_dir(&model_dir)?;
     let model = LoadedModel::load_blocking(&model_dir, &["serve"], &Device::Cpu)
         .with_context(|| format!("cannot load the SavedModel in {model_dir}"))?;
@@ -92,7 +99,10 @@ pub fn run(args: LocalArgs) -> Result<()> {
             )
         })?;
         predictions.extend(predict_json::gcloud_predictions(&outputs).with_context(|| {
-            format!("signature \"{}\" returned outputs that cannot be printed", signature.name)
+            format!(
+                "signature \"{}\" returned outputs that cannot be printed",
+                signature.name
+            )
         })?);
     }
 
@@ -102,7 +112,10 @@ pub fn run(args: LocalArgs) -> Result<()> {
         Format::Json => predict_json::format_gcloud_json(&response),
     };
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         // A closed pipe (`predictor local ... | head`) is the reader's choice, not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write the predictions to stdout"),
@@ -111,9 +124,13 @@ pub fn run(args: LocalArgs) -> Result<()> {
 
 fn open_instances(path: &Path) -> Result<Box<dyn BufRead>> {
     if path == Path::new("-") {
-        return Ok(Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())));
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin(),
+        )));
     }
-    let file = File::open(path).with_context(|| format!("cannot open the instances file {}", path.display()))?;
+    let file = File::open(path)
+        .with_context(|| format!("cannot open the instances file {}", path.display()))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         bail!("the instances file {} is a directory", path.display());
     }
@@ -123,23 +140,36 @@ fn open_instances(path: &Path) -> Result<Box<dyn BufRead>> {
 /// Tells "no such directory" from "a directory that is not a SavedModel" before loading.
 fn check_model_dir(dir: &Location) -> Result<()> {
     let marker = dir.join("saved_model.pb");
-    if marker.exists_blocking().with_context(|| format!("cannot check {marker}"))? {
+    if marker
+        .exists_blocking()
+        .with_context(|| format!("cannot check {marker}"))?
+    {
         return Ok(());
     }
-    if dir.join("saved_model.pbtxt").exists_blocking().unwrap_or(false) {
+    if dir
+        .join("saved_model.pbtxt")
+        .exists_blocking()
+        .unwrap_or(false)
+    {
         // The loader explains that the text format is not supported.
         return Ok(());
     }
     match dir.local_path() {
-        Some(path) if !path.exists() => bail!("the model directory {} does not exist", path.display()),
-        Some(path) if !path.is_dir() => bail!("the model directory {} is not a directory", path.display()),
+        Some(path) if !path.exists() => {
+            bail!("the model directory {} does not exist", path.display())
+        }
+        Some(path) if !path.is_dir() => {
+            bail!("the model directory {} is not a directory", path.display())
+        }
         Some(path) => bail!(
             "{} is not a SavedModel directory: it has no saved_model.pb (give the directory that holds \
              saved_model.pb and variables/)",
             path.display()
         ),
         None => {
-            let listed = dir.list_blocking().with_context(|| format!("cannot list {dir}"))?;
+            let listed = dir
+                .list_blocking()
+                .with_context(|| format!("cannot list {dir}"))?;
             if listed.is_empty() {
                 bail!("the model directory {dir} does not exist (no objects under it)");
             }
@@ -154,15 +184,27 @@ fn check_model_dir(dir: &Location) -> Result<()> {
 /// gcloud's choice: the named signature; else the only one; else `serving_default`.
 fn choose_signature<'m>(model: &'m LoadedModel, name: Option<&str>) -> Result<&'m SignatureInfo> {
     let signatures = model.signatures();
-    let available = || signatures.keys().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let available = || {
+        signatures
+            .keys()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let key = match name {
         Some(name) => name,
-        None if signatures.len() == 1 => signatures.keys().next().map_or(DEFAULT_SIGNATURE, String::as_str),
+        None if signatures.len() == 1 => signatures
+            .keys()
+            .next()
+            .map_or(DEFAULT_SIGNATURE, String::as_str),
         None => DEFAULT_SIGNATURE,
     };
     match signatures.get(key) {
         Some(signature) => Ok(signature),
-        None if name.is_some() => bail!("the model has no signature \"{key}\"; its signatures are {}", available()),
+        None if name.is_some() => bail!(
+            "the model has no signature \"{key}\"; its signatures are {}",
+            available()
+        ),
         None => bail!(
             "the model has no signature \"{DEFAULT_SIGNATURE}\"; choose one of {} with --signature-name",
             available()

@@ -12,7 +12,11 @@ mod local;
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "predictor", version, about = "Predictions from TensorFlow SavedModels, the Cloud ML Engine way")]
+#[command(
+    name = "predictor",
+    version,
+    about = "Predictions from TensorFlow SavedModels, the Cloud ML Engine way"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

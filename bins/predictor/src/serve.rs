@@ -66,13 +66,16 @@ pub struct ServeArgs {
 
 fn name_and_url(flag: &str, value: &str) -> Result<(String, String)> {
     match value.split_once('=') {
-        Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_string(), url.to_string())),
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => {
+            Ok((name.to_string(), url.to_string()))
+        }
         _ => bail!("{flag} expects NAME=URL, got {value:?}"),
     }
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{flag} must be a non-negative number of seconds"))
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -87,11 +90,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .ok();
 
     let mut config = serving::ServeConfig::new(args.registry.clone());
-    let ip: std::net::IpAddr = args.host.parse().with_context(|| format!("--host {:?} is not an IP address", args.host))?;
+    let ip: std::net::IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     config.addr = std::net::SocketAddr::new(ip, args.port);
     config.project = args.project;
-    config.models = args.models.iter().map(|v| name_and_url("--model", v)).collect::<Result<_>>()?;
-    config.base_paths = args.base_paths.iter().map(|v| name_and_url("--model-base-path", v)).collect::<Result<_>>()?;
+    config.models = args
+        .models
+        .iter()
+        .map(|v| name_and_url("--model", v))
+        .collect::<Result<_>>()?;
+    config.base_paths = args
+        .base_paths
+        .iter()
+        .map(|v| name_and_url("--model-base-path", v))
+        .collect::<Result<_>>()?;
     if let Some(path) = &args.auth_token_file {
         let token = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --auth-token-file {}", path.display()))?;
@@ -105,7 +119,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_requests = args.max_concurrent_requests;
     config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
-    config.poll_interval = seconds("--file-system-poll-wait-seconds", args.file_system_poll_wait_seconds)?;
+    config.poll_interval = seconds(
+        "--file-system-poll-wait-seconds",
+        args.file_system_poll_wait_seconds,
+    )?;
     config.registry_poll_interval = seconds("--registry-poll-seconds", args.registry_poll_seconds)?;
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {

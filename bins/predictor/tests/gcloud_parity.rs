@@ -19,6 +19,9 @@
 //! `<workspace>/.venv` (scripts/setup-python.sh makes it). gcloud takes about 10 s per call; the
 //! calls run two at a time (`PREDICTOR_PARITY_JOBS` to change).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +31,10 @@ use predict_json::{PyValue, format_gcloud_json, format_gcloud_table};
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The venv whose `bin/python` gcloud must find first on PATH.
@@ -36,19 +42,20 @@ fn tf_venv() -> PathBuf {
     if let Ok(dir) = std::env::var("PREDICTOR_TF_VENV") {
         return PathBuf::from(dir);
     }
-    if let Ok(python) = std::env::var("PYTHON") {
-        if let Some(venv) = Path::new(&python).parent().and_then(Path::parent) {
-            if venv.join("pyvenv.cfg").exists() {
-                return venv.to_path_buf();
-            }
-        }
+    if let Ok(python) = std::env::var("PYTHON")
+        && let Some(venv) = Path::new(&python).parent().and_then(Path::parent)
+        && venv.join("pyvenv.cfg").exists()
+    {
+        return venv.to_path_buf();
     }
     root().join(".venv")
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +143,13 @@ fn run_predictor(case: &Case, format: Format) -> String {
 
 /// Runs gcloud for every (case, format) on a few threads; results in job order.
 fn run_gcloud_jobs(jobs: &[(Case, Format)], venv: &Path) -> Vec<String> {
-    let threads: usize = std::env::var("PREDICTOR_PARITY_JOBS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    let queue = Arc::new(Mutex::new(jobs.iter().cloned().enumerate().collect::<VecDeque<_>>()));
+    let threads: usize = std::env::var("PREDICTOR_PARITY_JOBS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let queue = Arc::new(Mutex::new(
+        jobs.iter().cloned().enumerate().collect::<VecDeque<_>>(),
+    ));
     let results = Arc::new(Mutex::new(vec![None; jobs.len()]));
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -146,7 +158,9 @@ fn run_gcloud_jobs(jobs: &[(Case, Format)], venv: &Path) -> Vec<String> {
             scope.spawn(move || {
                 loop {
                     let job = queue.lock().unwrap().pop_front();
-                    let Some((index, (case, format))) = job else { break };
+                    let Some((index, (case, format))) = job else {
+                        break;
+                    };
                     let text = run_gcloud(&case, format, venv);
                     results.lock().unwrap()[index] = Some(text);
                 }
@@ -154,7 +168,10 @@ fn run_gcloud_jobs(jobs: &[(Case, Format)], venv: &Path) -> Vec<String> {
         }
     });
     let results = Arc::try_unwrap(results).unwrap().into_inner().unwrap();
-    results.into_iter().map(|r| r.expect("every gcloud job ran")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every gcloud job ran"))
+        .collect()
 }
 
 /// Closeness of two float texts from the two tools; counts exact matches.
@@ -181,8 +198,11 @@ impl FloatStats {
         }
         let relative = (ours - theirs).abs() / ours.abs().max(theirs.abs());
         self.max_relative = self.max_relative.max(relative);
-        if (ours - theirs).abs() > RELATIVE_TOLERANCE * ours.abs().max(theirs.abs()) + ABSOLUTE_TOLERANCE {
-            self.problems.push(format!("{where_}: {ours} vs gcloud {theirs}"));
+        if (ours - theirs).abs()
+            > RELATIVE_TOLERANCE * ours.abs().max(theirs.abs()) + ABSOLUTE_TOLERANCE
+        {
+            self.problems
+                .push(format!("{where_}: {ours} vs gcloud {theirs}"));
         }
     }
 
@@ -211,27 +231,49 @@ impl FloatStats {
 /// Python lists of numbers, which parse as JSON).
 fn compare_tables(ours: &str, theirs: &str, stats: &mut FloatStats) {
     let cells = |line: &str| -> Vec<String> {
-        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
     };
-    let (ours_lines, their_lines): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
+    let (ours_lines, their_lines): (Vec<&str>, Vec<&str>) =
+        (ours.lines().collect(), theirs.lines().collect());
     if ours_lines.len() != their_lines.len() {
-        stats.problems.push(format!("{} lines vs gcloud {}", ours_lines.len(), their_lines.len()));
+        stats.problems.push(format!(
+            "{} lines vs gcloud {}",
+            ours_lines.len(),
+            their_lines.len()
+        ));
         return;
     }
     if ours_lines.first() != their_lines.first() {
-        stats.problems.push(format!("heading {:?} vs gcloud {:?}", ours_lines.first(), their_lines.first()));
+        stats.problems.push(format!(
+            "heading {:?} vs gcloud {:?}",
+            ours_lines.first(),
+            their_lines.first()
+        ));
     }
     for (row, (a, b)) in ours_lines.iter().zip(&their_lines).enumerate().skip(1) {
         let (a, b) = (cells(a), cells(b));
         if a.len() != b.len() {
-            stats.problems.push(format!("row {row}: {} cells vs gcloud {}", a.len(), b.len()));
+            stats.problems.push(format!(
+                "row {row}: {} cells vs gcloud {}",
+                a.len(),
+                b.len()
+            ));
             continue;
         }
         for (column, (x, y)) in a.iter().zip(&b).enumerate() {
-            match (serde_json::from_str::<Value>(x), serde_json::from_str::<Value>(y)) {
+            match (
+                serde_json::from_str::<Value>(x),
+                serde_json::from_str::<Value>(y),
+            ) {
                 (Ok(x), Ok(y)) => stats.values(&format!("row {row} column {column}"), &x, &y),
                 _ if x == y => {}
-                _ => stats.problems.push(format!("row {row} column {column}: {x} vs gcloud {y}")),
+                _ => stats
+                    .problems
+                    .push(format!("row {row} column {column}: {x} vs gcloud {y}")),
             }
         }
     }
@@ -253,9 +295,15 @@ fn sample_28x28(dir: &Path) -> PathBuf {
     for line in text.lines() {
         let values: Vec<f64> = serde_json::from_str(line).unwrap();
         // Re-emit each number exactly as written in sample.json (serde_json would re-format them).
-        let texts: Vec<&str> = line.trim_matches(|c| c == '[' || c == ']').split(", ").collect();
+        let texts: Vec<&str> = line
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(", ")
+            .collect();
         assert_eq!(texts.len(), values.len());
-        let rows: Vec<String> = texts.chunks(28).map(|row| format!("[{}]", row.join(", "))).collect();
+        let rows: Vec<String> = texts
+            .chunks(28)
+            .map(|row| format!("[{}]", row.join(", ")))
+            .collect();
         out.push_str(&format!("[{}]\n", rows.join(", ")));
     }
     let path = dir.join("sample-28x28.json");
@@ -281,15 +329,35 @@ fn trainer_model(dir: &Path) -> PathBuf {
             build.arg("--release");
         }
         let status = build.status().expect("running cargo build -p trainer");
-        assert!(status.success() && trainer.exists(), "could not build the trainer at {}", trainer.display());
+        assert!(
+            status.success() && trainer.exists(),
+            "could not build the trainer at {}",
+            trainer.display()
+        );
     }
     let job_dir = dir.join("job");
     let output = Command::new(&trainer)
-        .args(["--train-file", root().join("testdata/idx/mnist-small").to_str().unwrap()])
-        .args(["--job-dir", job_dir.to_str().unwrap(), "--epochs", "1", "--seed", "1", "--threads", "1"])
+        .args([
+            "--train-file",
+            root().join("testdata/idx/mnist-small").to_str().unwrap(),
+        ])
+        .args([
+            "--job-dir",
+            job_dir.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "the trainer failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the trainer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     job_dir.join("model")
 }
 
@@ -311,9 +379,16 @@ fn predictor_local_prints_what_gcloud_prints() {
     let sample = root().join("testdata/sample.json");
     let sample28 = sample_28x28(tmp.path());
     let request = tmp.path().join("request.json");
-    let instances: Vec<Value> =
-        std::fs::read_to_string(&sample).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    std::fs::write(&request, serde_json::json!({ "instances": instances }).to_string()).unwrap();
+    let instances: Vec<Value> = std::fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::write(
+        &request,
+        serde_json::json!({ "instances": instances }).to_string(),
+    )
+    .unwrap();
 
     let case = |label: &str, model_dir: PathBuf, input: &Path| Case {
         label: label.to_string(),
@@ -327,15 +402,42 @@ fn predictor_local_prints_what_gcloud_prints() {
         jobs.push((c.clone(), Format::Table));
         jobs.push((c, Format::Json));
     };
-    both(&mut jobs, case("trainer model", trainer_model(tmp.path()), &sample));
-    both(&mut jobs, case("tf1-tutorial", fixtures.join("tf1-tutorial"), &sample));
-    both(&mut jobs, case("tf1-training-graph", fixtures.join("tf1-training-graph"), &sample));
-    both(&mut jobs, case("tf2-module", fixtures.join("tf2-module"), &sample28));
-    both(&mut jobs, case("keras3-export", fixtures.join("keras3-export"), &sample28));
-    let mut logits = case("tf2-module --signature-name logits", fixtures.join("tf2-module"), &sample28);
+    both(
+        &mut jobs,
+        case("trainer model", trainer_model(tmp.path()), &sample),
+    );
+    both(
+        &mut jobs,
+        case("tf1-tutorial", fixtures.join("tf1-tutorial"), &sample),
+    );
+    both(
+        &mut jobs,
+        case(
+            "tf1-training-graph",
+            fixtures.join("tf1-training-graph"),
+            &sample,
+        ),
+    );
+    both(
+        &mut jobs,
+        case("tf2-module", fixtures.join("tf2-module"), &sample28),
+    );
+    both(
+        &mut jobs,
+        case("keras3-export", fixtures.join("keras3-export"), &sample28),
+    );
+    let mut logits = case(
+        "tf2-module --signature-name logits",
+        fixtures.join("tf2-module"),
+        &sample28,
+    );
     logits.signature = Some("logits");
     jobs.push((logits, Format::Json));
-    let mut from_request = case("tf1-tutorial --json-request", fixtures.join("tf1-tutorial"), &request);
+    let mut from_request = case(
+        "tf1-tutorial --json-request",
+        fixtures.join("tf1-tutorial"),
+        &request,
+    );
     from_request.input_flag = "--json-request";
     jobs.push((from_request, Format::Table));
 
@@ -365,22 +467,37 @@ fn predictor_local_prints_what_gcloud_prints() {
         let mut stats = FloatStats::default();
         match format {
             Format::Json => {
-                let (a, b): (Value, Value) = (serde_json::from_str(&ours).unwrap(), serde_json::from_str(theirs).unwrap());
+                let (a, b): (Value, Value) = (
+                    serde_json::from_str(&ours).unwrap(),
+                    serde_json::from_str(theirs).unwrap(),
+                );
                 stats.values("", &a, &b);
             }
             Format::Table => compare_tables(&ours, theirs, &mut stats),
         }
         if !stats.problems.is_empty() {
-            failures.push(format!("{what}: {} differences, first: {:?}", stats.problems.len(), &stats.problems[..stats.problems.len().min(5)]));
+            failures.push(format!(
+                "{what}: {} differences, first: {:?}",
+                stats.problems.len(),
+                &stats.problems[..stats.problems.len().min(5)]
+            ));
         }
         summary.push(format!(
             "{i:2} {what:48} bytes {:9} floats bit-identical {:4}/{:<4} max rel diff {:.1e}",
-            if ours == *theirs { "identical" } else { "differ" },
+            if ours == *theirs {
+                "identical"
+            } else {
+                "differ"
+            },
             stats.identical,
             stats.floats,
             stats.max_relative
         ));
     }
-    eprintln!("gcloud parity ({} gcloud runs):\n{}", jobs.len(), summary.join("\n"));
+    eprintln!(
+        "gcloud parity ({} gcloud runs):\n{}",
+        jobs.len(),
+        summary.join("\n")
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

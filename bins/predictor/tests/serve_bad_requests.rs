@@ -1,6 +1,8 @@
 //! Bad requests against a real server: each gets TF Serving's (or the API's) status code and a
 //! message that says what is wrong. Plus the safety limits: token, allowed origins, body size,
 //! concurrency, timeouts and graceful shutdown.
+// Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod serve_support;
 
@@ -41,9 +43,21 @@ async fn setup(extra: &[&str]) -> Setup {
     server.cli_ok(&["models", "create", "mnist", "--auth-token-file", token_file]);
     let origin = models.join("mnist");
     server.cli_ok(&[
-        "versions", "create", "v1", "--model", "mnist", "--origin", origin.to_str().unwrap(), "--auth-token-file", token_file,
+        "versions",
+        "create",
+        "v1",
+        "--model",
+        "mnist",
+        "--origin",
+        origin.to_str().unwrap(),
+        "--auth-token-file",
+        token_file,
     ]);
-    Setup { _tmp: tmp, server, models }
+    Setup {
+        _tmp: tmp,
+        server,
+        models,
+    }
 }
 
 fn image(len: usize) -> Vec<f32> {
@@ -61,26 +75,44 @@ async fn bad_predict_requests() {
     for path in [tfs, cmle] {
         let (status, body) = server.post(path, "{\"instances\": [1, 2,]}").await;
         assert_eq!(status, 400, "{body}");
-        assert_eq!(error_of(&body), "JSON Parse error: Invalid value. at offset: 20");
-        assert_eq!(body, "{\n    \"error\": \"JSON Parse error: Invalid value. at offset: 20\"\n}");
+        assert_eq!(
+            error_of(&body),
+            "JSON Parse error: Invalid value. at offset: 20"
+        );
+        assert_eq!(
+            body,
+            "{\n    \"error\": \"JSON Parse error: Invalid value. at offset: 20\"\n}"
+        );
     }
     let (status, body) = server.post(tfs, "").await;
-    assert_eq!((status, error_of(&body).as_str()), (400, "JSON Parse error: The document is empty. at offset: 0"));
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "JSON Parse error: The document is empty. at offset: 0")
+    );
 
     // Wrong instance length.
-    let (status, body) = server.post(tfs, json!({"instances": [image(783)]}).to_string()).await;
+    let (status, body) = server
+        .post(tfs, json!({"instances": [image(783)]}).to_string())
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         error_of(&body),
         "input \"image\" of signature \"serving_default\" expects shape [-1, 784] but the request gives [1, 783]"
     );
-    let (status, body) = server.post(cmle, json!({"instances": [image(784), image(783)]}).to_string()).await;
+    let (status, body) = server
+        .post(
+            cmle,
+            json!({"instances": [image(784), image(783)]}).to_string(),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         error_of(&body),
         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Encountered list at unexpected size: 783 at level: 0 expected size: 784"
     );
-    let (status, body) = server.post(tfs, json!({"instances": [vec!["a"; 784]]}).to_string()).await;
+    let (status, body) = server
+        .post(tfs, json!({"instances": [vec!["a"; 784]]}).to_string())
+        .await;
     assert_eq!(status, 400);
     assert_eq!(
         error_of(&body),
@@ -88,42 +120,97 @@ async fn bad_predict_requests() {
     );
 
     // Both `instances` and `inputs`; neither.
-    let (status, body) =
-        server.post(tfs, json!({"instances": [image(784)], "inputs": [image(784)]}).to_string()).await;
+    let (status, body) = server
+        .post(
+            tfs,
+            json!({"instances": [image(784)], "inputs": [image(784)]}).to_string(),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(error_of(&body).contains("expecting only one of 'inputs' or 'instances' keys to exist"), "{body}");
+    assert!(
+        error_of(&body).contains("expecting only one of 'inputs' or 'instances' keys to exist"),
+        "{body}"
+    );
     let (status, body) = server.post(tfs, "{}").await;
-    assert_eq!((status, error_of(&body).as_str()), (400, "Missing 'inputs' or 'instances' key"));
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "Missing 'inputs' or 'instances' key")
+    );
 
     // Unknown signature.
-    let (status, body) =
-        server.post(tfs, json!({"signature_name": "nope", "instances": [image(784)]}).to_string()).await;
+    let (status, body) = server
+        .post(
+            tfs,
+            json!({"signature_name": "nope", "instances": [image(784)]}).to_string(),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert_eq!(error_of(&body), "Serving signature name: \"nope\" not found in signature def");
+    assert_eq!(
+        error_of(&body),
+        "Serving signature name: \"nope\" not found in signature def"
+    );
 
     // Unknown model / version.
     let ok = json!({"instances": [image(784)]}).to_string();
     let (status, body) = server.post("/v1/models/nope:predict", ok.clone()).await;
-    assert_eq!((status, error_of(&body).as_str()), (404, "Servable not found for request: Latest(nope)"));
-    let (status, body) = server.post("/v1/models/mnist/versions/9:predict", ok.clone()).await;
-    assert_eq!((status, error_of(&body).as_str()), (404, "Servable not found for request: Specific(mnist, 9)"));
-    let (status, body) = server.post("/v1/models/mnist/labels/v9:predict", ok.clone()).await;
-    assert_eq!((status, error_of(&body).as_str()), (400, "Unrecognized servable version label: v9"));
-    let (status, body) = server.post("/v1/projects/default/models/mnist/versions/v9:predict", ok.clone()).await;
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "Servable not found for request: Latest(nope)")
+    );
+    let (status, body) = server
+        .post("/v1/models/mnist/versions/9:predict", ok.clone())
+        .await;
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "Servable not found for request: Specific(mnist, 9)")
+    );
+    let (status, body) = server
+        .post("/v1/models/mnist/labels/v9:predict", ok.clone())
+        .await;
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "Unrecognized servable version label: v9")
+    );
+    let (status, body) = server
+        .post(
+            "/v1/projects/default/models/mnist/versions/v9:predict",
+            ok.clone(),
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
-    assert_eq!(error_of(&body), "Version \"projects/default/models/mnist/versions/v9\" not found");
-    let (status, body) = server.post("/v1/projects/default/models/nope:predict", ok.clone()).await;
-    assert_eq!((status, error_of(&body).as_str()), (404, "Model \"projects/default/models/nope\" not found"));
+    assert_eq!(
+        error_of(&body),
+        "Version \"projects/default/models/mnist/versions/v9\" not found"
+    );
+    let (status, body) = server
+        .post("/v1/projects/default/models/nope:predict", ok.clone())
+        .await;
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "Model \"projects/default/models/nope\" not found")
+    );
     let (status, body) = server.get("/v1/models/nope").await;
-    assert_eq!((status, error_of(&body).as_str()), (404, "Could not find any versions of model nope"));
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "Could not find any versions of model nope")
+    );
     let (status, body) = server.get("/v1/models/mnist/versions/7").await;
-    assert_eq!((status, error_of(&body).as_str()), (404, "Could not find version 7 of model mnist"));
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (404, "Could not find version 7 of model mnist")
+    );
     let (status, body) = server.get("/v1/projects/default/models/nope").await;
     assert_eq!(status, 404);
     assert_eq!(json(&body)["error"]["status"], "NOT_FOUND");
-    assert_eq!(error_of(&body), "Model \"projects/default/models/nope\" not found");
+    assert_eq!(
+        error_of(&body),
+        "Model \"projects/default/models/nope\" not found"
+    );
     let (status, body) = server.post("/v1/models/mnist", ok.clone()).await;
-    assert_eq!((status, error_of(&body).as_str()), (400, "Malformed request: POST /v1/models/mnist"));
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "Malformed request: POST /v1/models/mnist")
+    );
 
     // A 2 MB body.
     let big = format!("{{\"instances\": [[{}]]}}", "0.5, ".repeat(400_000) + "0.5");
@@ -131,7 +218,10 @@ async fn bad_predict_requests() {
     for path in [tfs, cmle] {
         let (status, body) = server.post(path, big.clone()).await;
         assert_eq!(status, 413, "{body}");
-        assert_eq!(error_of(&body), "Request payload size exceeds the limit: 1572864 bytes.");
+        assert_eq!(
+            error_of(&body),
+            "Request payload size exceeds the limit: 1572864 bytes."
+        );
     }
 
     // The server still answers well-formed requests.
@@ -147,44 +237,82 @@ async fn token_and_origin_checks() {
     let versions = "/v1/projects/default/models/mnist/versions";
 
     // Missing or wrong token on mutating calls → 401; reads and predictions need none.
-    let (status, body) = server.request(Method::POST, versions, None, Some(create.clone())).await;
+    let (status, body) = server
+        .request(Method::POST, versions, None, Some(create.clone()))
+        .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(json(&body)["error"]["status"], "UNAUTHENTICATED");
     assert!(error_of(&body).contains("Authorization: Bearer"), "{body}");
-    let (status, _) = server.request(Method::POST, versions, Some("wrong"), Some(create.clone())).await;
+    let (status, _) = server
+        .request(Method::POST, versions, Some("wrong"), Some(create.clone()))
+        .await;
     assert_eq!(status, 401);
     for (method, path) in [
-        (Method::DELETE, "/v1/projects/default/models/mnist/versions/v1"),
+        (
+            Method::DELETE,
+            "/v1/projects/default/models/mnist/versions/v1",
+        ),
         (Method::DELETE, "/v1/projects/default/models/mnist"),
-        (Method::POST, "/v1/projects/default/models/mnist/versions/v1:setDefault"),
+        (
+            Method::POST,
+            "/v1/projects/default/models/mnist/versions/v1:setDefault",
+        ),
         (Method::POST, "/v1/projects/default/models"),
     ] {
-        let (status, body) = server.request(method.clone(), path, None, Some("{}".into())).await;
+        let (status, body) = server
+            .request(method.clone(), path, None, Some("{}".into()))
+            .await;
         assert_eq!(status, 401, "{method} {path}: {body}");
     }
     let out = server.cli(&["models", "create", "other"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, _) = server.get("/v1/projects/default/models").await;
     assert_eq!(status, 200);
-    let (status, _) = server.post("/v1/projects/default/models/mnist:predict", json!({"instances": [image(784)]}).to_string()).await;
+    let (status, _) = server
+        .post(
+            "/v1/projects/default/models/mnist:predict",
+            json!({"instances": [image(784)]}).to_string(),
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Origins outside the allowed prefix, or escaping it with `..`, are refused.
     let outside = tempfile::tempdir().unwrap();
     copy_dir(&fixture("tf1-tutorial"), outside.path());
-    let sneaky = format!("{}/mnist/../../{}", s.models.display(), outside.path().file_name().unwrap().to_string_lossy());
+    let sneaky = format!(
+        "{}/mnist/../../{}",
+        s.models.display(),
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
     let sibling = format!("{}-evil/mnist", s.models.display());
-    for uri in [outside.path().to_str().unwrap(), sneaky.as_str(), sibling.as_str(), "gs://elsewhere/model"] {
+    for uri in [
+        outside.path().to_str().unwrap(),
+        sneaky.as_str(),
+        sibling.as_str(),
+        "gs://elsewhere/model",
+    ] {
         let body = json!({"name": "v3", "deploymentUri": uri}).to_string();
-        let (status, text) = server.request(Method::POST, versions, Some(TOKEN), Some(body)).await;
+        let (status, text) = server
+            .request(Method::POST, versions, Some(TOKEN), Some(body))
+            .await;
         assert_eq!(status, 403, "{uri}: {text}");
         assert_eq!(json(&text)["error"]["status"], "PERMISSION_DENIED");
         assert!(error_of(&text).contains(&format!("{uri:?}")), "{text}");
     }
     let (_, text) = server.get(versions).await;
-    assert_eq!(json(&text)["versions"].as_array().unwrap().len(), 1, "nothing was created: {text}");
-    let (status, text) = server.request(Method::POST, versions, Some(TOKEN), Some(create)).await;
+    assert_eq!(
+        json(&text)["versions"].as_array().unwrap().len(),
+        1,
+        "nothing was created: {text}"
+    );
+    let (status, text) = server
+        .request(Method::POST, versions, Some(TOKEN), Some(create))
+        .await;
     assert_eq!(status, 200, "{text}");
 }
 
@@ -206,8 +334,10 @@ fn half_request(server: &Server, path: &str) -> TcpStream {
 
 fn finish_request(mut stream: TcpStream) -> String {
     let body = json!({"instances": [image(784)]}).to_string();
-    stream.write_all(body[10..].as_bytes()).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     read_response(&mut stream)
 }
 
@@ -221,9 +351,11 @@ fn read_response(stream: &mut TcpStream) -> String {
                 response.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&response);
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()));
+                    let length = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    });
                     if length.is_some_and(|n| body.len() >= n) {
                         break;
                     }
@@ -237,24 +369,39 @@ fn read_response(stream: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_timeout_and_graceful_shutdown() {
-    let s = setup(&["--max-concurrent-requests", "1", "--request-timeout-ms", "1500"]).await;
+    let s = setup(&[
+        "--max-concurrent-requests",
+        "1",
+        "--request-timeout-ms",
+        "1500",
+    ])
+    .await;
     let server = &s.server;
     let path = "/v1/models/mnist:predict";
 
     // One request in flight fills the server: the next one is refused at once with Retry-After.
     let slow = half_request(server, path);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let response = reqwest::Client::new().post(format!("{}{path}", server.url)).body("{}").send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     assert!(error_of(&response.text().await.unwrap()).contains("too many requests in flight"));
 
     // The stalled request runs into the timeout: 504.
     let mut slow = slow;
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let answer = read_response(&mut slow);
     assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
-    assert!(answer.contains("Request timed out after 1500 ms"), "{answer}");
+    assert!(
+        answer.contains("Request timed out after 1500 ms"),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,15 +410,25 @@ async fn sigterm_finishes_in_flight_requests() {
     let in_flight = half_request(&s.server, "/v1/models/mnist:predict");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = s.server.pid();
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are no longer accepted...
     let address = s.server.url.strip_prefix("http://").unwrap().to_string();
-    assert!(TcpStream::connect(&address).is_err(), "still accepting after SIGTERM");
+    assert!(
+        TcpStream::connect(&address).is_err(),
+        "still accepting after SIGTERM"
+    );
     // ...but the request that was in flight is answered in full.
     let answer = finish_request(in_flight);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"predictions\""), "{answer}");
     let status = s.server.wait_exit(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", s.server.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        s.server.log()
+    );
 }

@@ -222,8 +222,8 @@ fn run(cli: Cli) -> Result<()> {
         "hyperparameters": {
             "epochs": train.epochs,
             "batch_size": train.batch_size,
-            "learning_rate": train.learning_rate,
-            "momentum": train.momentum,
+            "learning_rate": shortest_decimal(train.learning_rate),
+            "momentum": shortest_decimal(train.momentum),
             "seed": train.seed,
             "optimizer": "MomentumOptimizer (accum = momentum * accum + grad; var -= learning_rate * accum)",
             "loss": "categorical_crossentropy (from logits)",
@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<()> {
                 "input_dim": model_config.input_dim,
                 "hidden_units": model_config.hidden_units,
                 "num_classes": model_config.num_classes,
-                "dropout_rate": model_config.dropout_rate,
+                "dropout_rate": shortest_decimal(model_config.dropout_rate),
                 "parameters": model_config.parameter_count(),
             },
         },
@@ -278,6 +278,11 @@ fn run(cli: Cli) -> Result<()> {
     say(&format!("Test Loss: {}", test.loss()))?;
     say(&format!("Test Accuracy: {}", test.accuracy()))?;
     Ok(())
+}
+
+/// An f32 flag value as the decimal the user typed (`0.01`, not `0.009999999776482582`).
+fn shortest_decimal(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 /// 1-based index of the step being run, for error messages.

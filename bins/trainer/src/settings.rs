@@ -32,10 +32,10 @@ pub struct Cli {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// SGD learning rate [default: 0.01].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f32>,
     /// Momentum of the TF1 MomentumOptimizer [default: 0.9].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
     /// Seed for initialisation, shuffling and dropout; the same seed and thread count give a
     /// bit-identical run [default: 0].

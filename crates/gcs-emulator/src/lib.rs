@@ -13,6 +13,9 @@
 //!   through [`GcsEmulator::storage_options`] (in-process) or by setting `STORAGE_EMULATOR_HOST`
 //!   to [`GcsEmulator::endpoint`] on a child process, never by changing this process's
 //!   environment.
+//! - **Nothing left behind.** The server runs under a small `/bin/sh` supervisor that stops it
+//!   when the pipe from this process closes, so it dies with the test process even when the
+//!   process is killed and no destructor runs (see `SUPERVISOR_SCRIPT`).
 //! - **Loopback only.** The server binds `127.0.0.1`, serves plain HTTP, and is given no event
 //!   or Pub/Sub settings, so it has no reason to talk to anything else.
 //! - **Dependency-free HTTP.** The two requests this crate makes itself (a readiness probe and
@@ -24,7 +27,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,26 @@ const START_ATTEMPTS: usize = 3;
 /// The emulator's stderr kept for error messages; older output is dropped beyond this.
 const STDERR_KEEP_BYTES: usize = 64 * 1024;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs fake-gcs-server (`$0`, arguments `$@`) so that it stops when *this* process ends, however
+/// it ends: a watcher waits for end of input on the script's stdin — a pipe whose writing end
+/// only this process holds — and then kills the server. So a test binary that is killed, or
+/// panics past the destructor, still leaves no emulator behind. The script prints the server's
+/// process id, then exits with the server's status (which is how an early death is noticed).
+/// Background jobs of a non-interactive shell get /dev/null as stdin, hence the copy on fd 3.
+const SUPERVISOR_SCRIPT: &str = r#"
+exec 3<&0
+"$0" "$@" </dev/null >/dev/null &
+server=$!
+echo "$server"
+{ read -r _ <&3; kill "$server" 2>/dev/null; } &
+watcher=$!
+wait "$server"
+status=$?
+kill "$watcher" 2>/dev/null
+exit "$status"
+"#;
 
 /// The crate's error type.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +104,11 @@ pub enum EmulatorError {
 /// A running fake-gcs-server; killed when dropped.
 #[derive(Debug)]
 pub struct GcsEmulator {
-    child: Child,
+    /// The supervising shell (see [`SUPERVISOR_SCRIPT`]).
+    supervisor: Child,
+    /// Our end of the supervisor's stdin; closing it stops the server.
+    lifeline: Option<ChildStdin>,
+    server_pid: u32,
     address: SocketAddr,
     endpoint: String,
     stderr: Arc<Mutex<String>>,
@@ -92,10 +119,14 @@ impl GcsEmulator {
     /// HTTP and waits (at most 20 s) until it answers. See [`locate_binary`] for where the
     /// binary is looked for.
     pub fn start() -> Result<GcsEmulator, EmulatorError> {
-        let binary = locate_binary()?;
+        GcsEmulator::start_binary(&locate_binary()?)
+    }
+
+    /// [`GcsEmulator::start`] with an explicit fake-gcs-server binary.
+    pub fn start_binary(binary: &Path) -> Result<GcsEmulator, EmulatorError> {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match GcsEmulator::start_once(&binary) {
+            match GcsEmulator::start_once(binary) {
                 Ok(emulator) => return Ok(emulator),
                 // Another process may have taken the port between probing and binding.
                 Err(EmulatorError::ExitedEarly { status, stderr })
@@ -123,7 +154,9 @@ impl GcsEmulator {
         let port = free_loopback_port()?;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let endpoint = format!("http://{address}");
-        let mut child = Command::new(binary)
+        let mut supervisor = Command::new("/bin/sh")
+            .args(["-c", SUPERVISOR_SCRIPT])
+            .arg(binary)
             .args([
                 "-scheme",
                 "http",
@@ -138,8 +171,8 @@ impl GcsEmulator {
             // Host header to emulators (this is fake-gcs-server's default, made explicit).
             .args(["-public-host", storage::EMULATOR_PUBLIC_HOST])
             .args(["-log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| EmulatorError::Spawn {
@@ -147,13 +180,34 @@ impl GcsEmulator {
                 source,
             })?;
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(pipe) = child.stderr.take() {
+        if let Some(pipe) = supervisor.stderr.take() {
             let sink = stderr.clone();
             // Drains the pipe so the server never blocks on a full one; ends when it exits.
             std::thread::spawn(move || collect_stderr(pipe, &sink));
         }
+        let lifeline = supervisor.stdin.take();
+        // The script's only output is the server's process id.
+        let server_pid = supervisor
+            .stdout
+            .take()
+            .and_then(|stdout| BufReader::new(stdout).lines().next())
+            .and_then(|line| line.ok())
+            .and_then(|line| line.trim().parse::<u32>().ok());
+        let Some(server_pid) = server_pid else {
+            let _ = supervisor.kill();
+            let status = supervisor
+                .wait()
+                .map(|status| status.to_string())
+                .unwrap_or_default();
+            return Err(EmulatorError::ExitedEarly {
+                status,
+                stderr: stderr.lock().map(|text| text.clone()).unwrap_or_default(),
+            });
+        };
         let mut emulator = GcsEmulator {
-            child,
+            supervisor,
+            lifeline,
+            server_pid,
             address,
             endpoint,
             stderr,
@@ -165,7 +219,7 @@ impl GcsEmulator {
     fn wait_until_ready(&mut self) -> Result<(), EmulatorError> {
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.supervisor.try_wait() {
                 // Give the stderr reader a moment to collect the last words.
                 std::thread::sleep(Duration::from_millis(100));
                 return Err(EmulatorError::ExitedEarly {
@@ -230,17 +284,33 @@ impl GcsEmulator {
         }
     }
 
-    /// The emulator's process id.
+    /// The fake-gcs-server process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server_pid
     }
 }
 
 impl Drop for GcsEmulator {
     fn drop(&mut self) {
-        // The in-memory backend holds nothing worth a graceful shutdown.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Closing the lifeline makes the supervisor stop the server and exit.
+        drop(self.lifeline.take());
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        loop {
+            match self.supervisor.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+        // Last resort; the in-memory backend holds nothing worth a graceful shutdown.
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.server_pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.supervisor.kill();
+        let _ = self.supervisor.wait();
     }
 }
 
@@ -445,6 +515,27 @@ mod tests {
         let binary = bin_dir.join(platform_binary_name());
         std::fs::write(&binary, b"").unwrap();
         assert_eq!(locate_binary_in(None, workspace.path()).unwrap(), binary);
+    }
+
+    #[test]
+    fn a_server_that_dies_at_startup_is_reported_with_its_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-gcs-server");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'listen tcp: bind: something broke' >&2\nexit 3\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let error = GcsEmulator::start_binary(&fake).unwrap_err();
+        assert!(
+            matches!(error, EmulatorError::ExitedEarly { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("exit status: 3"), "{message}");
+        assert!(message.contains("something broke"), "{message}");
     }
 
     #[test]

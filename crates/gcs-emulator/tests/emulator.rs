@@ -57,3 +57,48 @@ fn two_emulators_are_independent() {
         Location::parse_with("gs://shared-name/only-here", &second.storage_options()).unwrap();
     assert!(!in_second.exists_blocking().unwrap());
 }
+
+/// Kills a process that owns an emulator (SIGKILL: no destructor runs) and checks that the
+/// emulator goes away with it.
+#[test]
+fn the_emulator_dies_with_its_owning_process() {
+    use std::io::{BufRead, BufReader};
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_owns_an_emulator_until_killed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(owner.stdout.take().unwrap());
+    let pid = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("EMULATOR PID ").map(str::to_string))
+        .expect("the child reports its emulator's pid");
+    let proc_dir = format!("/proc/{pid}");
+    assert!(std::path::Path::new(&proc_dir).exists());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&proc_dir).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "emulator {pid} outlived its owner"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "run by the_emulator_dies_with_its_owning_process in a child process"]
+fn child_owns_an_emulator_until_killed() {
+    let emulator = GcsEmulator::start().unwrap();
+    println!("EMULATOR PID {}", emulator.pid());
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    drop(emulator);
+}

@@ -77,14 +77,28 @@ impl Column {
                 let levels = dims[1..]
                     .iter()
                     .map(|&d| match usize::try_from(d) {
-                        Ok(len) => Level { len: Some(len), from_signature: true },
-                        Err(_) => Level { len: None, from_signature: false },
+                        Ok(len) => Level {
+                            len: Some(len),
+                            from_signature: true,
+                        },
+                        Err(_) => Level {
+                            len: None,
+                            from_signature: false,
+                        },
                     })
                     .collect::<Vec<_>>();
                 (fixed_batch, Some(levels.len()), levels)
             }
         };
-        Ok(Column { name: name.to_string(), dtype: spec.dtype, fixed_batch, rank, levels, data, instances: 0 })
+        Ok(Column {
+            name: name.to_string(),
+            dtype: spec.dtype,
+            fixed_batch,
+            rank,
+            levels,
+            data,
+            instances: 0,
+        })
     }
 
     pub(crate) fn instances(&self) -> usize {
@@ -126,7 +140,8 @@ impl Column {
         };
         let data = std::mem::replace(&mut self.data, empty);
         self.instances = 0;
-        HostTensor::new(shape, data).map_err(|e| format!("input \"{}\": internal shape error: {e}", self.name))
+        HostTensor::new(shape, data)
+            .map_err(|e| format!("input \"{}\": internal shape error: {e}", self.name))
     }
 
     /// Singular noun for one element, for messages.
@@ -157,7 +172,11 @@ impl Column {
     /// "784 numbers" / "28 lists" for the elements of a list at `depth`.
     fn count_phrase(&self, depth: usize, count: usize) -> String {
         let leaf_level = self.rank.is_some_and(|r| depth + 1 == r);
-        let noun = if leaf_level { self.element_noun() } else { "list" };
+        let noun = if leaf_level {
+            self.element_noun()
+        } else {
+            "list"
+        };
         format!("{count} {noun}{}", plural(count))
     }
 
@@ -167,7 +186,11 @@ impl Column {
             Some(rank) if depth >= rank => {
                 let noun = self.element_noun();
                 let article = if noun.starts_with('i') { "an" } else { "a" };
-                let extra = if self.dtype == DataType::String { " or {\"b64\": ...}" } else { "" };
+                let extra = if self.dtype == DataType::String {
+                    " or {\"b64\": ...}"
+                } else {
+                    ""
+                };
                 format!("{article} {noun}{extra} ({})", self.dtype_name())
             }
             _ => match self.levels.get(depth).and_then(|l| l.len) {
@@ -215,13 +238,21 @@ impl fmt::Display for Found<'_> {
             Found::Bool(b) => write!(f, "{b}"),
             Found::Int(i) => write!(f, "the number {i}"),
             Found::Float(x) => {
-                write!(f, "the number {}", crate::float_format::python_repr(*x, crate::float_format::NonFinite::Json))
+                write!(
+                    f,
+                    "the number {}",
+                    crate::float_format::python_repr(*x, crate::float_format::NonFinite::Json)
+                )
             }
             Found::Str(s) => {
                 const MAX: usize = 40;
                 let shown: String = s.chars().take(MAX).collect();
                 let quoted = serde_json::to_string(&shown).unwrap_or_default();
-                if s.chars().count() > MAX { write!(f, "the string {quoted}...") } else { write!(f, "the string {quoted}") }
+                if s.chars().count() > MAX {
+                    write!(f, "the string {quoted}...")
+                } else {
+                    write!(f, "the string {quoted}")
+                }
             }
             Found::Null => f.write_str("null"),
             Found::List => f.write_str("a list"),
@@ -419,11 +450,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             None => false,
         };
         if too_deep {
-            return ValueSeed { col, depth, path, problem }.mismatch(Found::List);
+            return ValueSeed {
+                col,
+                depth,
+                path,
+                problem,
+            }
+            .mismatch(Found::List);
         }
         if depth == col.levels.len() {
             // Unknown rank: the first instance's nesting defines it.
-            col.levels.push(Level { len: None, from_signature: false });
+            col.levels.push(Level {
+                len: None,
+                from_signature: false,
+            });
         }
         let expected = col.levels[depth].len;
         let mut count = 0usize;
@@ -436,10 +476,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                 if extra == 0 {
                     break;
                 }
-                return fail(problem, length_message(col, depth, path, count, count + extra));
+                return fail(
+                    problem,
+                    length_message(col, depth, path, count, count + extra),
+                );
             }
             path.push(count);
-            let element = seq.next_element_seed(ValueSeed { col: &mut *col, depth: depth + 1, path: &mut *path, problem: &mut *problem });
+            let element = seq.next_element_seed(ValueSeed {
+                col: &mut *col,
+                depth: depth + 1,
+                path: &mut *path,
+                problem: &mut *problem,
+            });
             path.pop();
             match element? {
                 Some(()) => count += 1,
@@ -448,7 +496,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         }
         match expected {
             None => col.levels[depth].len = Some(count),
-            Some(len) if len != count => return fail(problem, length_message(col, depth, path, len, count)),
+            Some(len) if len != count => {
+                return fail(problem, length_message(col, depth, path, len, count));
+            }
             Some(_) => {}
         }
         Ok(())
@@ -486,16 +536,29 @@ impl ValueSeed<'_> {
         match BASE64.decode(encoded.trim()) {
             Ok(bytes) => self.bytes(bytes),
             Err(e) => {
-                let message =
-                    format!("input \"{}\"{}: invalid base64 in {{\"b64\": ...}}: {e}", self.col.name, PathText(self.path));
+                let message = format!(
+                    "input \"{}\"{}: invalid base64 in {{\"b64\": ...}}: {e}",
+                    self.col.name,
+                    PathText(self.path)
+                );
                 fail(self.problem, message)
             }
         }
     }
 }
 
-fn length_message(col: &Column, depth: usize, path: &[usize], expected: usize, found: usize) -> String {
-    let source = if col.levels[depth].from_signature { "" } else { " (as in the first instance)" };
+fn length_message(
+    col: &Column,
+    depth: usize,
+    path: &[usize],
+    expected: usize,
+    found: usize,
+) -> String {
+    let source = if col.levels[depth].from_signature {
+        ""
+    } else {
+        " (as in the first instance)"
+    };
     format!(
         "input \"{}\" expects {}{}{source}, found {found}",
         col.name,
@@ -514,7 +577,11 @@ pub(crate) struct InstanceSeed<'a> {
 
 impl InstanceSeed<'_> {
     fn input_list(&self) -> String {
-        let names: Vec<String> = self.columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.name))
+            .collect();
         match names.len() {
             1 => format!("one input, {}", names[0]),
             n => format!("{n} inputs: {}", names.join(", ")),
@@ -537,13 +604,22 @@ impl InstanceSeed<'_> {
         }
         let mut path = Vec::new();
         let col = &mut self.columns[0];
-        visit(ValueSeed { col: &mut *col, depth: 0, path: &mut path, problem: &mut *self.problem })?;
+        visit(ValueSeed {
+            col: &mut *col,
+            depth: 0,
+            path: &mut path,
+            problem: &mut *self.problem,
+        })?;
         col.finish_instance();
         Ok(())
     }
 
     fn unknown_input<E: de::Error>(self, key: &str) -> Result<(), E> {
-        let message = format!("unknown input \"{key}\"; the signature \"{}\" has {}", self.signature, self.input_list());
+        let message = format!(
+            "unknown input \"{key}\"; the signature \"{}\" has {}",
+            self.signature,
+            self.input_list()
+        );
         fail(self.problem, message)
     }
 }
@@ -596,7 +672,8 @@ impl<'de> Visitor<'de> for InstanceSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let single_string_input = self.columns.len() == 1 && self.columns[0].dtype == DataType::String;
+        let single_string_input =
+            self.columns.len() == 1 && self.columns[0].dtype == DataType::String;
         let mut seen = vec![false; self.columns.len()];
         let mut first = true;
         while let Some(key) = map.next_key::<String>()? {
@@ -608,8 +685,13 @@ impl<'de> Visitor<'de> for InstanceSeed<'_> {
                     let more_keys = map.next_key::<IgnoredAny>()?.is_some();
                     let mut path = Vec::new();
                     let col = &mut self.columns[0];
-                    ValueSeed { col: &mut *col, depth: 0, path: &mut path, problem: &mut *self.problem }
-                        .base64(encoded, more_keys)?;
+                    ValueSeed {
+                        col: &mut *col,
+                        depth: 0,
+                        path: &mut path,
+                        problem: &mut *self.problem,
+                    }
+                    .base64(encoded, more_keys)?;
                     col.finish_instance();
                     return Ok(());
                 }
@@ -656,7 +738,14 @@ impl<'de> Visitor<'de> for InstanceSeed<'_> {
 /// Columns for every input of `signature`, in the signature's (sorted) input order.
 pub(crate) fn columns_for(signature: &SignatureInfo) -> Result<Vec<Column>, String> {
     if signature.inputs.is_empty() {
-        return Err(format!("the signature \"{}\" has no inputs", signature.name));
+        return Err(format!(
+            "the signature \"{}\" has no inputs",
+            signature.name
+        ));
     }
-    signature.inputs.iter().map(|(name, spec)| Column::new(name, spec)).collect()
+    signature
+        .inputs
+        .iter()
+        .map(|(name, spec)| Column::new(name, spec))
+        .collect()
 }

@@ -28,7 +28,11 @@ fn split_scientific(text: &str) -> Decimal {
     };
     let (mantissa, exponent) = rest.split_once('e').unwrap_or((rest, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    Decimal { negative, digits, exponent: exponent.parse().unwrap_or(0) }
+    Decimal {
+        negative,
+        digits,
+        exponent: exponent.parse().unwrap_or(0),
+    }
 }
 
 /// The shortest digits that round-trip `value` (finite), as Python's `repr` picks them: of the
@@ -131,7 +135,11 @@ pub fn python_repr(value: f64, non_finite: NonFinite) -> String {
     }
     let decimal = shortest(value);
     if value == 0.0 {
-        return if decimal.negative { "-0.0".into() } else { "0.0".into() };
+        return if decimal.negative {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     if (-4..16).contains(&decimal.exponent) {
         fixed(&decimal, 1)
@@ -147,7 +155,11 @@ pub fn gcloud_table_float(value: f64) -> String {
         return "nan".into();
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+        return if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     // Python's format(value, '.6'): like '%.6g' but scientific from exponent 5 (p - 1) on, and
     // fixed notation keeps at least one fraction digit.
@@ -169,7 +181,11 @@ fn printf_g(value: f64, precision: usize) -> String {
     let exponent = decimal.exponent;
     let decimal = strip_trailing_zeros(decimal);
     if value == 0.0 {
-        return if decimal.negative { "-0".into() } else { "0".into() };
+        return if decimal.negative {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     if exponent < -4 || exponent >= precision as i32 {
         scientific(&decimal)
@@ -247,7 +263,11 @@ mod tests {
             (5e-324, "5e-324"),
         ];
         for (value, expected) in cases {
-            assert_eq!(python_repr(*value, NonFinite::Json), *expected, "repr({value:e})");
+            assert_eq!(
+                python_repr(*value, NonFinite::Json),
+                *expected,
+                "repr({value:e})"
+            );
         }
         assert_eq!(python_repr(f64::NAN, NonFinite::Json), "NaN");
         assert_eq!(python_repr(f64::NEG_INFINITY, NonFinite::Json), "-Infinity");
@@ -276,7 +296,11 @@ mod tests {
             (0.1, "0.1"),
         ];
         for (value, expected) in cases {
-            assert_eq!(gcloud_table_float(*value), *expected, "TransformFloat({value:e})");
+            assert_eq!(
+                gcloud_table_float(*value),
+                *expected,
+                "TransformFloat({value:e})"
+            );
         }
         assert_eq!(gcloud_table_float(f64::NAN), "nan");
     }

@@ -14,7 +14,9 @@ use crate::py_value::PyValue;
 /// single output), `numpy.tolist()` values (a float32 becomes its exact double), a scalar output
 /// counted as a batch of one, string outputs decoded as UTF-8 text or, for aliases ending in
 /// `_bytes`, `{"b64": ...}`.
-pub fn gcloud_predictions(outputs: &BTreeMap<String, HostTensor>) -> Result<Vec<PyValue>, PredictJsonError> {
+pub fn gcloud_predictions(
+    outputs: &BTreeMap<String, HostTensor>,
+) -> Result<Vec<PyValue>, PredictJsonError> {
     if outputs.is_empty() {
         return Err(PredictJsonError::InvalidOutput {
             output: String::new(),
@@ -27,13 +29,19 @@ pub fn gcloud_predictions(outputs: &BTreeMap<String, HostTensor>) -> Result<Vec<
     }
     let batch = columns[0].1.len();
     if columns.iter().any(|(_, rows)| rows.len() != batch) {
-        let sizes: Vec<String> = columns.iter().map(|(alias, rows)| format!("'{alias}': {}", rows.len())).collect();
+        let sizes: Vec<String> = columns
+            .iter()
+            .map(|(alias, rows)| format!("'{alias}': {}", rows.len()))
+            .collect();
         return Err(PredictJsonError::OutputBatchMismatch(format!(
             "outputs had differing sizes in the batch (outer) dimension: {{{}}}",
             sizes.join(", ")
         )));
     }
-    let mut iters: Vec<_> = columns.into_iter().map(|(alias, rows)| (alias, rows.into_iter())).collect();
+    let mut iters: Vec<_> = columns
+        .into_iter()
+        .map(|(alias, rows)| (alias, rows.into_iter()))
+        .collect();
     let mut predictions = Vec::with_capacity(batch);
     for _ in 0..batch {
         let row = iters
@@ -83,16 +91,20 @@ fn elements(alias: &str, data: &TensorData) -> Result<Vec<PyValue>, PredictJsonE
             for bytes in v {
                 if as_bytes {
                     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-                    out.push(PyValue::Dict(vec![("b64".to_string(), PyValue::Str(encoded))]));
+                    out.push(PyValue::Dict(vec![(
+                        "b64".to_string(),
+                        PyValue::Str(encoded),
+                    )]));
                 } else {
                     match String::from_utf8(bytes.clone()) {
                         Ok(text) => out.push(PyValue::Str(text)),
                         Err(_) => {
                             return Err(PredictJsonError::InvalidOutput {
                                 output: alias.to_string(),
-                                message: "a string output holds bytes that are not UTF-8 text; name the \
+                                message:
+                                    "a string output holds bytes that are not UTF-8 text; name the \
                                           output with a `_bytes` suffix to get them base64-encoded"
-                                    .to_string(),
+                                        .to_string(),
                             });
                         }
                     }
@@ -105,7 +117,10 @@ fn elements(alias: &str, data: &TensorData) -> Result<Vec<PyValue>, PredictJsonE
 
 /// `{"predictions": [...]}`, the object gcloud prints.
 pub fn gcloud_response(predictions: Vec<PyValue>) -> PyValue {
-    PyValue::Dict(vec![("predictions".to_string(), PyValue::List(predictions))])
+    PyValue::Dict(vec![(
+        "predictions".to_string(),
+        PyValue::List(predictions),
+    )])
 }
 
 /// gcloud's `--format json` output of `response`, final newline included.
@@ -135,7 +150,10 @@ pub enum OutputFormat {
 
 /// What `gcloud ai-platform predict` prints for an online prediction answer (the response body as
 /// Python's `json.loads` sees it), in `format`.
-pub fn format_online_response(response: &PyValue, format: OutputFormat) -> Result<String, PredictJsonError> {
+pub fn format_online_response(
+    response: &PyValue,
+    format: OutputFormat,
+) -> Result<String, PredictJsonError> {
     match format {
         OutputFormat::Table => Ok(format_gcloud_default(response)),
         OutputFormat::Json => Ok(format_gcloud_json(response)),
@@ -164,7 +182,11 @@ pub fn format_gcloud_table(predictions: &[PyValue]) -> String {
     let mut rows = Vec::with_capacity(predictions.len() + 1);
     rows.push(keys.iter().map(|k| angry_snake_case(k)).collect::<Vec<_>>());
     for prediction in predictions {
-        rows.push(keys.iter().map(|k| prediction.get(k).map(cell_text).unwrap_or_default()).collect());
+        rows.push(
+            keys.iter()
+                .map(|k| prediction.get(k).map(cell_text).unwrap_or_default())
+                .collect(),
+        );
     }
     render_rows(&rows)
 }
@@ -218,7 +240,8 @@ pub fn angry_snake_case(key: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let after_lower_or_digit = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+        let after_lower_or_digit =
+            i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
         if c.is_ascii_uppercase() && after_lower_or_digit {
             out.push('_');
             while i < chars.len() && chars[i].is_ascii_uppercase() {
@@ -227,7 +250,8 @@ pub fn angry_snake_case(key: &str) -> String {
             }
             continue;
         }
-        if c.is_ascii_uppercase() && i > 0 && chars.get(i + 1).is_some_and(char::is_ascii_lowercase) {
+        if c.is_ascii_uppercase() && i > 0 && chars.get(i + 1).is_some_and(char::is_ascii_lowercase)
+        {
             out.push('_');
         }
         out.push(c);
@@ -257,26 +281,44 @@ mod tests {
     #[test]
     fn rows_are_dicts_keyed_by_alias() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("class".to_string(), tensor(vec![2], TensorData::I64(vec![7, 2])));
-        outputs.insert("probabilities".to_string(), tensor(vec![2, 2], TensorData::F32(vec![0.25, 0.75, 0.5, 0.5])));
+        outputs.insert(
+            "class".to_string(),
+            tensor(vec![2], TensorData::I64(vec![7, 2])),
+        );
+        outputs.insert(
+            "probabilities".to_string(),
+            tensor(vec![2, 2], TensorData::F32(vec![0.25, 0.75, 0.5, 0.5])),
+        );
         let rows = gcloud_predictions(&outputs).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].get("class"), Some(&PyValue::Int(2)));
         assert_eq!(
             rows[0].get("probabilities"),
-            Some(&PyValue::List(vec![PyValue::Float(0.25), PyValue::Float(0.75)]))
+            Some(&PyValue::List(vec![
+                PyValue::Float(0.25),
+                PyValue::Float(0.75)
+            ]))
         );
         // A scalar output is one row (gcloud's listify).
         let mut scalar = BTreeMap::new();
         scalar.insert("y".to_string(), tensor(vec![], TensorData::F32(vec![1.5])));
-        assert_eq!(gcloud_predictions(&scalar).unwrap(), vec![PyValue::Dict(vec![("y".into(), PyValue::Float(1.5))])]);
+        assert_eq!(
+            gcloud_predictions(&scalar).unwrap(),
+            vec![PyValue::Dict(vec![("y".into(), PyValue::Float(1.5))])]
+        );
     }
 
     #[test]
     fn differing_batch_sizes_are_an_error() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("a".to_string(), tensor(vec![2], TensorData::I64(vec![1, 2])));
-        outputs.insert("b".to_string(), tensor(vec![3], TensorData::I64(vec![1, 2, 3])));
+        outputs.insert(
+            "a".to_string(),
+            tensor(vec![2], TensorData::I64(vec![1, 2])),
+        );
+        outputs.insert(
+            "b".to_string(),
+            tensor(vec![3], TensorData::I64(vec![1, 2, 3])),
+        );
         let err = gcloud_predictions(&outputs).unwrap_err().to_string();
         assert!(err.contains("'a': 2, 'b': 3"), "{err}");
     }
@@ -284,17 +326,34 @@ mod tests {
     #[test]
     fn string_outputs_are_text_or_base64() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("label".to_string(), tensor(vec![1], TensorData::Str(vec![b"seven".to_vec()])));
-        outputs.insert("raw_bytes".to_string(), tensor(vec![1], TensorData::Str(vec![vec![0, 1, 255]])));
+        outputs.insert(
+            "label".to_string(),
+            tensor(vec![1], TensorData::Str(vec![b"seven".to_vec()])),
+        );
+        outputs.insert(
+            "raw_bytes".to_string(),
+            tensor(vec![1], TensorData::Str(vec![vec![0, 1, 255]])),
+        );
         let rows = gcloud_predictions(&outputs).unwrap();
         assert_eq!(rows[0].get("label"), Some(&PyValue::Str("seven".into())));
         assert_eq!(
             rows[0].get("raw_bytes"),
-            Some(&PyValue::Dict(vec![("b64".into(), PyValue::Str("AAH/".into()))]))
+            Some(&PyValue::Dict(vec![(
+                "b64".into(),
+                PyValue::Str("AAH/".into())
+            )]))
         );
         let mut bad = BTreeMap::new();
-        bad.insert("label".to_string(), tensor(vec![1], TensorData::Str(vec![vec![0xff]])));
-        assert!(gcloud_predictions(&bad).unwrap_err().to_string().contains("not UTF-8"));
+        bad.insert(
+            "label".to_string(),
+            tensor(vec![1], TensorData::Str(vec![vec![0xff]])),
+        );
+        assert!(
+            gcloud_predictions(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not UTF-8")
+        );
     }
 
     /// The expected table is gcloud 528's output for the same predictions (`serving_api.md` B2).
@@ -302,12 +361,17 @@ mod tests {
     fn table_matches_gcloud_example() {
         let row = |class: i128, p: [f32; 3]| {
             PyValue::Dict(vec![
-                ("probabilities".into(), PyValue::List(p.iter().map(|x| PyValue::Float(f64::from(*x))).collect())),
+                (
+                    "probabilities".into(),
+                    PyValue::List(p.iter().map(|x| PyValue::Float(f64::from(*x))).collect()),
+                ),
                 ("classes".into(), PyValue::Int(class)),
             ])
         };
-        let predictions =
-            vec![row(2, [0.083064966, 0.16727234, 0.7496627]), row(2, [0.30206415, 0.24730918, 0.45062676])];
+        let predictions = vec![
+            row(2, [0.083064966, 0.16727234, 0.7496627]),
+            row(2, [0.30206415, 0.24730918, 0.45062676]),
+        ];
         assert_eq!(
             format_gcloud_table(&predictions),
             "CLASSES  PROBABILITIES\n\
@@ -336,13 +400,19 @@ mod tests {
             "NAME       OK     SCORE\n           True   0.167272\nlong name  False  123456.7\n"
         );
         // Lists of plain values print on one line without a heading.
-        assert_eq!(format_gcloud_table(&[PyValue::Int(3), PyValue::Int(5)]), "[3, 5]\n");
+        assert_eq!(
+            format_gcloud_table(&[PyValue::Int(3), PyValue::Int(5)]),
+            "[3, 5]\n"
+        );
         assert_eq!(format_gcloud_table(&[]), "");
     }
 
     #[test]
     fn default_format_falls_back_to_json_for_errors() {
         let error = PyValue::Dict(vec![("error".into(), PyValue::Str("boom".into()))]);
-        assert_eq!(format_gcloud_default(&error), "{\n  \"error\": \"boom\"\n}\n");
+        assert_eq!(
+            format_gcloud_default(&error),
+            "{\n  \"error\": \"boom\"\n}\n"
+        );
     }
 }

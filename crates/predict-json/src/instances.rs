@@ -92,9 +92,17 @@ pub fn instances_from_json_values(
     }
     for (index, value) in values.iter().enumerate() {
         let mut problem: Problem = None;
-        let seed = InstanceSeed { columns: &mut columns, signature: &signature.name, problem: &mut problem };
+        let seed = InstanceSeed {
+            columns: &mut columns,
+            signature: &signature.name,
+            problem: &mut problem,
+        };
         if let Err(e) = seed.deserialize(value) {
-            return Err(instance_error(InstanceAt::Index(index), problem, &e.to_string()));
+            return Err(instance_error(
+                InstanceAt::Index(index),
+                problem,
+                &e.to_string(),
+            ));
         }
     }
     finish_batch(&mut columns, 0)
@@ -103,7 +111,10 @@ pub fn instances_from_json_values(
 /// Converts the text of a JSON array of instances (`[inst, inst, ...]`, e.g. the raw `instances`
 /// value of a request body) without building a `serde_json::Value` per number: the fast path for
 /// servers. Same rules and messages as [`instances_from_json_values`].
-pub fn instances_from_json_array(text: &[u8], signature: &SignatureInfo) -> Result<InstanceBatch, PredictJsonError> {
+pub fn instances_from_json_array(
+    text: &[u8],
+    signature: &SignatureInfo,
+) -> Result<InstanceBatch, PredictJsonError> {
     let mut columns = columns_for(signature).map_err(PredictJsonError::UnsupportedSignature)?;
     let mut problem: Problem = None;
     let mut request_problem: Option<String> = None;
@@ -116,14 +127,24 @@ pub fn instances_from_json_array(text: &[u8], signature: &SignatureInfo) -> Resu
         request_problem: &mut request_problem,
         failed_at: &mut failed_at,
     };
-    let parsed = seed.deserialize(&mut de).and_then(|count| de.end().map(|()| count));
+    let parsed = seed
+        .deserialize(&mut de)
+        .and_then(|count| de.end().map(|()| count));
     match parsed {
         Ok(0) => Err(PredictJsonError::NoInstances),
         Ok(_) => finish_batch(&mut columns, 0),
         Err(e) => match (request_problem, problem) {
             (Some(message), _) => Err(PredictJsonError::InvalidRequest(message)),
-            (None, Some(message)) => Err(PredictJsonError::InvalidInstance { at: InstanceAt::Index(failed_at), message }),
-            (None, None) => Err(json_syntax_error(InstanceAt::Line(e.line()), e.column(), &e, text_line(text, e.line()))),
+            (None, Some(message)) => Err(PredictJsonError::InvalidInstance {
+                at: InstanceAt::Index(failed_at),
+                message,
+            }),
+            (None, None) => Err(json_syntax_error(
+                InstanceAt::Line(e.line()),
+                e.column(),
+                &e,
+                text_line(text, e.line()),
+            )),
         },
     }
 }
@@ -196,13 +217,20 @@ impl<R: BufRead> InstanceBatches<R> {
     fn parse_line(&mut self, at: InstanceAt) -> Result<(), PredictJsonError> {
         let line = trim_line(&self.line);
         if line.len() > MAX_LINE_BYTES {
-            return Err(PredictJsonError::LineTooLong { at, max: MAX_LINE_BYTES });
+            return Err(PredictJsonError::LineTooLong {
+                at,
+                max: MAX_LINE_BYTES,
+            });
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             return Err(PredictJsonError::EmptyLine { at });
         }
         let mut problem: Problem = None;
-        let seed = InstanceSeed { columns: &mut self.columns, signature: &self.signature, problem: &mut problem };
+        let seed = InstanceSeed {
+            columns: &mut self.columns,
+            signature: &self.signature,
+            problem: &mut problem,
+        };
         if self.format == InstanceFormat::TextLines {
             let Ok(text) = std::str::from_utf8(line) else {
                 return Err(PredictJsonError::InvalidUtf8 { at });
@@ -237,12 +265,18 @@ impl<R: BufRead> InstanceBatches<R> {
             self.pending = None;
             return None;
         }
-        let end = batch.num_instances.min(offset.saturating_add(self.max_batch));
+        let end = batch
+            .num_instances
+            .min(offset.saturating_add(self.max_batch));
         if *offset == 0 && end == batch.num_instances {
             return self.pending.take().map(|(batch, _)| Ok(batch));
         }
         let chunk = InstanceBatch {
-            inputs: batch.inputs.iter().map(|(k, t)| (k.clone(), slice_rows(t, *offset, end))).collect(),
+            inputs: batch
+                .inputs
+                .iter()
+                .map(|(k, t)| (k.clone(), slice_rows(t, *offset, end)))
+                .collect(),
             num_instances: end - *offset,
             first_instance: *offset,
         };
@@ -274,23 +308,43 @@ fn trim_line(line: &[u8]) -> &[u8] {
     line
 }
 
-fn finish_batch(columns: &mut [Column], first_instance: usize) -> Result<InstanceBatch, PredictJsonError> {
+fn finish_batch(
+    columns: &mut [Column],
+    first_instance: usize,
+) -> Result<InstanceBatch, PredictJsonError> {
     let num_instances = columns.first().map_or(0, Column::instances);
     let mut inputs = BTreeMap::new();
     for col in columns.iter_mut() {
-        let tensor = col.take_tensor().map_err(|message| PredictJsonError::InvalidInstance { at: InstanceAt::Batch, message })?;
+        let tensor = col
+            .take_tensor()
+            .map_err(|message| PredictJsonError::InvalidInstance {
+                at: InstanceAt::Batch,
+                message,
+            })?;
         inputs.insert(col.name.clone(), tensor);
     }
-    Ok(InstanceBatch { inputs, num_instances, first_instance })
+    Ok(InstanceBatch {
+        inputs,
+        num_instances,
+        first_instance,
+    })
 }
 
 fn instance_error(at: InstanceAt, problem: Problem, fallback: &str) -> PredictJsonError {
-    PredictJsonError::InvalidInstance { at, message: problem.unwrap_or_else(|| fallback.to_string()) }
+    PredictJsonError::InvalidInstance {
+        at,
+        message: problem.unwrap_or_else(|| fallback.to_string()),
+    }
 }
 
 /// A JSON syntax error; the literal tokens `NaN`/`Infinity` (which Python's json accepts but JSON
 /// does not) get their own message.
-fn json_syntax_error(at: InstanceAt, column: usize, error: &serde_json::Error, text: &[u8]) -> PredictJsonError {
+fn json_syntax_error(
+    at: InstanceAt,
+    column: usize,
+    error: &serde_json::Error,
+    text: &[u8],
+) -> PredictJsonError {
     if let Some((token, column)) = find_non_finite_token(text) {
         return PredictJsonError::NonFiniteNumber { at, token, column };
     }
@@ -300,12 +354,18 @@ fn json_syntax_error(at: InstanceAt, column: usize, error: &serde_json::Error, t
         Some(cut) => message[..cut].to_string(),
         None => message,
     };
-    PredictJsonError::InvalidJson { at, column, message }
+    PredictJsonError::InvalidJson {
+        at,
+        column,
+        message,
+    }
 }
 
 /// The text of line `line` (1-based) of `text`, for looking at a syntax error.
 fn text_line(text: &[u8], line: usize) -> &[u8] {
-    text.split(|b| *b == b'\n').nth(line.saturating_sub(1)).unwrap_or(&[])
+    text.split(|b| *b == b'\n')
+        .nth(line.saturating_sub(1))
+        .unwrap_or(&[])
 }
 
 /// Finds `NaN`, `Infinity` or `-Infinity` written as a bare token (outside strings); returns the
@@ -346,7 +406,11 @@ fn find_non_finite_token(text: &[u8]) -> Option<(String, usize)> {
 }
 
 /// `{"instances": [...]}` -> one batch. Other keys are ignored, as gcloud does.
-fn parse_request(body: &[u8], columns: &mut [Column], signature: &str) -> Result<InstanceBatch, PredictJsonError> {
+fn parse_request(
+    body: &[u8],
+    columns: &mut [Column],
+    signature: &str,
+) -> Result<InstanceBatch, PredictJsonError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut problem: Problem = None;
     let mut request_problem: Option<String> = None;
@@ -361,17 +425,27 @@ fn parse_request(body: &[u8], columns: &mut [Column], signature: &str) -> Result
         failed_at: &mut failed_at,
         found_instances: &mut found_instances,
     };
-    let result = seed.deserialize(&mut de).and_then(|count| de.end().map(|()| count));
+    let result = seed
+        .deserialize(&mut de)
+        .and_then(|count| de.end().map(|()| count));
     match result {
-        Ok(_) if !found_instances => {
-            Err(PredictJsonError::InvalidRequest("the request has no \"instances\" key".to_string()))
-        }
+        Ok(_) if !found_instances => Err(PredictJsonError::InvalidRequest(
+            "the request has no \"instances\" key".to_string(),
+        )),
         Ok(0) => Err(PredictJsonError::NoInstances),
         Ok(_) => finish_batch(columns, 0),
         Err(e) => match (request_problem, problem) {
             (Some(message), _) => Err(PredictJsonError::InvalidRequest(message)),
-            (None, Some(message)) => Err(PredictJsonError::InvalidInstance { at: InstanceAt::Index(failed_at), message }),
-            (None, None) => Err(json_syntax_error(InstanceAt::Line(e.line()), e.column(), &e, text_line(body, e.line()))),
+            (None, Some(message)) => Err(PredictJsonError::InvalidInstance {
+                at: InstanceAt::Index(failed_at),
+                message,
+            }),
+            (None, None) => Err(json_syntax_error(
+                InstanceAt::Line(e.line()),
+                e.column(),
+                &e,
+                text_line(body, e.line()),
+            )),
         },
     }
 }
@@ -425,7 +499,8 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<usize, A::Error> {
-        *self.request_problem = Some("expected a JSON object with an \"instances\" list, found a list".to_string());
+        *self.request_problem =
+            Some("expected a JSON object with an \"instances\" list, found a list".to_string());
         Err(de::Error::custom("invalid request"))
     }
 
@@ -456,7 +531,9 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
 
 impl RequestSeed<'_> {
     fn not_an_object<E: de::Error>(self, found: &str) -> Result<usize, E> {
-        *self.request_problem = Some(format!("expected a JSON object with an \"instances\" list, found {found}"));
+        *self.request_problem = Some(format!(
+            "expected a JSON object with an \"instances\" list, found {found}"
+        ));
         Err(E::custom("invalid request"))
     }
 }
@@ -489,7 +566,11 @@ impl<'de> Visitor<'de> for InstanceArraySeed<'_> {
         let mut count = 0usize;
         loop {
             *self.failed_at = count;
-            let seed = InstanceSeed { columns: &mut *self.columns, signature: self.signature, problem: &mut *self.problem };
+            let seed = InstanceSeed {
+                columns: &mut *self.columns,
+                signature: self.signature,
+                problem: &mut *self.problem,
+            };
             match seq.next_element_seed(seed)? {
                 Some(()) => count += 1,
                 None => return Ok(count),

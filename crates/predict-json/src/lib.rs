@@ -38,7 +38,9 @@ mod tf_serving;
 
 use std::fmt;
 
-pub use float_format::{NonFinite, gcloud_table_float, python_repr, tf_serving_f32, tf_serving_f64};
+pub use float_format::{
+    NonFinite, gcloud_table_float, python_repr, tf_serving_f32, tf_serving_f64,
+};
 pub use gcloud::{
     OutputFormat, angry_snake_case, format_gcloud_default, format_gcloud_json, format_gcloud_table,
     format_online_response, gcloud_predictions, gcloud_response,
@@ -85,12 +87,20 @@ pub enum PredictJsonError {
     #[error("{at} is longer than {max} bytes")]
     LineTooLong { at: InstanceAt, max: usize },
     #[error("{at}, column {column}: invalid JSON: {message}")]
-    InvalidJson { at: InstanceAt, column: usize, message: String },
+    InvalidJson {
+        at: InstanceAt,
+        column: usize,
+        message: String,
+    },
     #[error(
         "{at}, column {column}: {token} is not a JSON number (JSON has no NaN or Infinity, so instances cannot \
          contain them)"
     )]
-    NonFiniteNumber { at: InstanceAt, token: String, column: usize },
+    NonFiniteNumber {
+        at: InstanceAt,
+        token: String,
+        column: usize,
+    },
     #[error("{at}: {message}")]
     InvalidInstance { at: InstanceAt, message: String },
     #[error("invalid request: {0}")]

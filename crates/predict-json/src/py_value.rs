@@ -68,10 +68,14 @@ impl From<&serde_json::Value> for PyValue {
                 }
             }
             serde_json::Value::String(s) => PyValue::Str(s.clone()),
-            serde_json::Value::Array(items) => PyValue::List(items.iter().map(PyValue::from).collect()),
-            serde_json::Value::Object(map) => {
-                PyValue::Dict(map.iter().map(|(k, v)| (k.clone(), PyValue::from(v))).collect())
+            serde_json::Value::Array(items) => {
+                PyValue::List(items.iter().map(PyValue::from).collect())
             }
+            serde_json::Value::Object(map) => PyValue::Dict(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), PyValue::from(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -193,7 +197,11 @@ fn write_repr(value: &PyValue, out: &mut String) {
 /// non-printable non-ASCII characters such as U+2028; model outputs with those are not expected
 /// and are printed as they are.)
 fn write_str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -219,7 +227,12 @@ mod tests {
     use super::*;
 
     fn dict(pairs: &[(&str, PyValue)]) -> PyValue {
-        PyValue::Dict(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        PyValue::Dict(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     /// Expected text is CPython's `json.dumps(v, indent=2, sort_keys=True, separators=(',', ': '),
@@ -229,7 +242,10 @@ mod tests {
         let v = dict(&[(
             "predictions",
             PyValue::List(vec![dict(&[
-                ("probabilities", PyValue::List(vec![PyValue::Float(0.5), PyValue::Float(1e-5)])),
+                (
+                    "probabilities",
+                    PyValue::List(vec![PyValue::Float(0.5), PyValue::Float(1e-5)]),
+                ),
                 ("class", PyValue::Int(7)),
                 ("empty", PyValue::List(vec![])),
                 ("name", PyValue::Str("a\"b\\c\u{1}é".into())),
@@ -251,7 +267,10 @@ mod tests {
             PyValue::None,
             PyValue::Str("it's".into()),
             PyValue::Str("say \"hi\" it's".into()),
-            PyValue::List(vec![PyValue::Float(f64::NAN), PyValue::Float(f64::NEG_INFINITY)]),
+            PyValue::List(vec![
+                PyValue::Float(f64::NAN),
+                PyValue::Float(f64::NEG_INFINITY),
+            ]),
             dict(&[("b64", PyValue::Str("AAE=".into()))]),
         ]);
         assert_eq!(
@@ -264,11 +283,18 @@ mod tests {
     #[test]
     fn from_serde_json_keeps_floats_and_ints_apart() {
         let parsed: serde_json::Value =
-            serde_json::from_str(r#"{"a": 2, "b": 2.0, "c": 0.0830649659, "d": [true, null]}"#).unwrap();
+            serde_json::from_str(r#"{"a": 2, "b": 2.0, "c": 0.0830649659, "d": [true, null]}"#)
+                .unwrap();
         let v = PyValue::from(&parsed);
         assert_eq!(v.get("a"), Some(&PyValue::Int(2)));
         assert_eq!(v.get("b"), Some(&PyValue::Float(2.0)));
-        assert_eq!(v.get("c").map(PyValue::to_python_str), Some("0.0830649659".to_string()));
-        assert_eq!(v.get("d"), Some(&PyValue::List(vec![PyValue::Bool(true), PyValue::None])));
+        assert_eq!(
+            v.get("c").map(PyValue::to_python_str),
+            Some("0.0830649659".to_string())
+        );
+        assert_eq!(
+            v.get("d"),
+            Some(&PyValue::List(vec![PyValue::Bool(true), PyValue::None]))
+        );
     }
 }

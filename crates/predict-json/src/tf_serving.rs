@@ -16,17 +16,25 @@ use crate::float_format::{tf_serving_f32, tf_serving_f64};
 /// Row-format response (`{"predictions": ...}`) for a request that used `instances`.
 /// One output: each prediction is that output's row value; several: an object per instance keyed
 /// by output alias (sorted; TF Serving's own order is its map's, which clients must not rely on).
-pub fn tf_serving_predictions_json(outputs: &BTreeMap<String, HostTensor>) -> Result<String, PredictJsonError> {
+pub fn tf_serving_predictions_json(
+    outputs: &BTreeMap<String, HostTensor>,
+) -> Result<String, PredictJsonError> {
     if outputs.is_empty() {
-        return Err(PredictJsonError::TfServing("Cannot convert empty tensor map to JSON".into()));
+        return Err(PredictJsonError::TfServing(
+            "Cannot convert empty tensor map to JSON".into(),
+        ));
     }
     let mut batch = 0usize;
     for (name, tensor) in outputs {
         let Some(&rows) = tensor.shape().first() else {
-            return Err(PredictJsonError::TfServing(format!("Tensor name: {name} has no shape information ")));
+            return Err(PredictJsonError::TfServing(format!(
+                "Tensor name: {name} has no shape information "
+            )));
         };
         if rows < 1 {
-            return Err(PredictJsonError::TfServing(format!("Tensor name: {name} has invalid batch size: {rows}")));
+            return Err(PredictJsonError::TfServing(format!(
+                "Tensor name: {name} has invalid batch size: {rows}"
+            )));
         }
         if batch != 0 && batch != rows {
             return Err(PredictJsonError::TfServing(format!(
@@ -64,9 +72,13 @@ pub fn tf_serving_predictions_json(outputs: &BTreeMap<String, HostTensor>) -> Re
 
 /// Columnar response (`{"outputs": ...}`) for a request that used `inputs`: each output's whole
 /// tensor (one number per line), under its alias when there are several outputs.
-pub fn tf_serving_outputs_json(outputs: &BTreeMap<String, HostTensor>) -> Result<String, PredictJsonError> {
+pub fn tf_serving_outputs_json(
+    outputs: &BTreeMap<String, HostTensor>,
+) -> Result<String, PredictJsonError> {
     if outputs.is_empty() {
-        return Err(PredictJsonError::TfServing("Cannot convert empty tensor map to JSON".into()));
+        return Err(PredictJsonError::TfServing(
+            "Cannot convert empty tensor map to JSON".into(),
+        ));
     }
     let mut w = PrettyWriter::default();
     w.start_object();
@@ -101,7 +113,13 @@ pub fn tf_serving_error_json(message: &str) -> String {
 
 /// TF Serving's `AddTensorValues`: the values from dimension `dim` down, starting at element
 /// `*offset`.
-fn write_values(w: &mut PrettyWriter, name: &str, tensor: &HostTensor, dim: usize, offset: &mut usize) {
+fn write_values(
+    w: &mut PrettyWriter,
+    name: &str,
+    tensor: &HostTensor,
+    dim: usize,
+    offset: &mut usize,
+) {
     let shape = tensor.shape();
     if dim >= shape.len() {
         write_element(w, name, tensor.data(), *offset);
@@ -129,7 +147,11 @@ fn write_element(w: &mut PrettyWriter, name: &str, data: &TensorData, i: usize) 
             if name.ends_with("_bytes") {
                 w.start_object();
                 w.key("b64");
-                w.string(base64::engine::general_purpose::STANDARD.encode(&v[i]).as_bytes());
+                w.string(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&v[i])
+                        .as_bytes(),
+                );
                 w.end_object();
             } else {
                 w.string(&v[i]);
@@ -180,7 +202,8 @@ impl PrettyWriter {
             }
         } else {
             if values > 0 {
-                self.out.push_str(if values % 2 == 0 { ",\n" } else { ": " });
+                self.out
+                    .push_str(if values % 2 == 0 { ",\n" } else { ": " });
             } else {
                 self.out.push('\n');
             }
@@ -193,7 +216,10 @@ impl PrettyWriter {
     fn start_object(&mut self) {
         self.prefix();
         self.out.push('{');
-        self.stack.push(Level { in_array: false, values: 0 });
+        self.stack.push(Level {
+            in_array: false,
+            values: 0,
+        });
     }
 
     fn end_object(&mut self) {
@@ -208,7 +234,10 @@ impl PrettyWriter {
     fn start_array(&mut self) {
         self.prefix();
         self.out.push('[');
-        self.stack.push(Level { in_array: true, values: 0 });
+        self.stack.push(Level {
+            in_array: true,
+            values: 0,
+        });
     }
 
     fn end_array(&mut self) {
@@ -263,7 +292,14 @@ mod tests {
     fn probabilities() -> HostTensor {
         tensor(
             vec![2, 3],
-            TensorData::F32(vec![0.083064966, 0.16727234, 0.7496627, 0.30206415, 0.24730918, 0.45062676]),
+            TensorData::F32(vec![
+                0.083064966,
+                0.16727234,
+                0.7496627,
+                0.30206415,
+                0.24730918,
+                0.45062676,
+            ]),
         )
     }
 
@@ -278,14 +314,23 @@ mod tests {
              [0.302064151, 0.247309178, 0.450626761]\n    ]\n}"
         );
         let mut scalars = BTreeMap::new();
-        scalars.insert("y".to_string(), tensor(vec![3], TensorData::F32(vec![2.5, 3.0, 4.5])));
-        assert_eq!(tf_serving_predictions_json(&scalars).unwrap(), "{\n    \"predictions\": [2.5, 3.0, 4.5\n    ]\n}");
+        scalars.insert(
+            "y".to_string(),
+            tensor(vec![3], TensorData::F32(vec![2.5, 3.0, 4.5])),
+        );
+        assert_eq!(
+            tf_serving_predictions_json(&scalars).unwrap(),
+            "{\n    \"predictions\": [2.5, 3.0, 4.5\n    ]\n}"
+        );
     }
 
     #[test]
     fn several_outputs_rows() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("classes".to_string(), tensor(vec![2], TensorData::I64(vec![2, 2])));
+        outputs.insert(
+            "classes".to_string(),
+            tensor(vec![2], TensorData::I64(vec![2, 2])),
+        );
         outputs.insert("probabilities".to_string(), probabilities());
         assert_eq!(
             tf_serving_predictions_json(&outputs).unwrap(),
@@ -298,7 +343,10 @@ mod tests {
     #[test]
     fn columnar_is_fully_expanded() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("y".to_string(), tensor(vec![2, 1], TensorData::I64(vec![1, 2])));
+        outputs.insert(
+            "y".to_string(),
+            tensor(vec![2, 1], TensorData::I64(vec![1, 2])),
+        );
         assert_eq!(
             tf_serving_outputs_json(&outputs).unwrap(),
             "{\n    \"outputs\": [\n        [\n            1\n        ],\n        [\n            2\n        ]\n    ]\n}"
@@ -309,10 +357,21 @@ mod tests {
     fn row_format_errors() {
         let mut scalar = BTreeMap::new();
         scalar.insert("y".to_string(), tensor(vec![], TensorData::F32(vec![1.0])));
-        assert_eq!(tf_serving_predictions_json(&scalar).unwrap_err().to_string(), "Tensor name: y has no shape information ");
+        assert_eq!(
+            tf_serving_predictions_json(&scalar)
+                .unwrap_err()
+                .to_string(),
+            "Tensor name: y has no shape information "
+        );
         let mut mixed = BTreeMap::new();
-        mixed.insert("a".to_string(), tensor(vec![2], TensorData::I64(vec![1, 2])));
-        mixed.insert("b".to_string(), tensor(vec![3], TensorData::I64(vec![1, 2, 3])));
+        mixed.insert(
+            "a".to_string(),
+            tensor(vec![2], TensorData::I64(vec![1, 2])),
+        );
+        mixed.insert(
+            "b".to_string(),
+            tensor(vec![3], TensorData::I64(vec![1, 2, 3])),
+        );
         assert_eq!(
             tf_serving_predictions_json(&mixed).unwrap_err().to_string(),
             "Tensor name: b has inconsistent batch size: 3 expecting: 2"
@@ -322,13 +381,22 @@ mod tests {
     #[test]
     fn strings_and_bytes() {
         let mut outputs = BTreeMap::new();
-        outputs.insert("label".to_string(), tensor(vec![1], TensorData::Str(vec![b"a\"b\x01".to_vec()])));
-        outputs.insert("raw_bytes".to_string(), tensor(vec![1], TensorData::Str(vec![vec![0, 1, 255]])));
+        outputs.insert(
+            "label".to_string(),
+            tensor(vec![1], TensorData::Str(vec![b"a\"b\x01".to_vec()])),
+        );
+        outputs.insert(
+            "raw_bytes".to_string(),
+            tensor(vec![1], TensorData::Str(vec![vec![0, 1, 255]])),
+        );
         assert_eq!(
             tf_serving_predictions_json(&outputs).unwrap(),
             "{\n    \"predictions\": [\n        {\n            \"label\": \"a\\\"b\\u0001\",\n            \
              \"raw_bytes\": {\n                \"b64\": \"AAH/\"\n            }\n        }\n    ]\n}"
         );
-        assert_eq!(tf_serving_error_json("bad \"x\""), "{\n    \"error\": \"bad \\\"x\\\"\"\n}");
+        assert_eq!(
+            tf_serving_error_json("bad \"x\""),
+            "{\n    \"error\": \"bad \\\"x\\\"\"\n}"
+        );
     }
 }

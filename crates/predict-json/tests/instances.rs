@@ -1,16 +1,26 @@
 //! Instances -> tensors: gcloud's rules, and the exact message for each kind of bad input.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use predict_json::{
-    InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, instances_from_json_array, instances_from_json_values,
-    parse_instances, read_instances,
+    InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, instances_from_json_array,
+    instances_from_json_values, parse_instances, read_instances,
 };
 use savedmodel_runtime::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
 
 fn signature(inputs: &[(&str, DataType, Option<Vec<i64>>)]) -> SignatureInfo {
     let spec = |(name, dtype, shape): &(&str, DataType, Option<Vec<i64>>)| {
-        (name.to_string(), TensorSpec { tensor_name: format!("{name}:0"), dtype: *dtype, shape: shape.clone() })
+        (
+            name.to_string(),
+            TensorSpec {
+                tensor_name: format!("{name}:0"),
+                dtype: *dtype,
+                shape: shape.clone(),
+            },
+        )
     };
     SignatureInfo {
         name: "serving_default".into(),
@@ -29,7 +39,11 @@ fn image_line(len: usize, value: f32) -> String {
     format!("[{}]", values.join(", "))
 }
 
-fn parse(text: &str, format: InstanceFormat, sig: &SignatureInfo) -> Result<InstanceBatch, PredictJsonError> {
+fn parse(
+    text: &str,
+    format: InstanceFormat,
+    sig: &SignatureInfo,
+) -> Result<InstanceBatch, PredictJsonError> {
     parse_instances(text.as_bytes(), format, sig)
 }
 
@@ -47,13 +61,23 @@ fn error_text(result: Result<InstanceBatch, PredictJsonError>) -> String {
 #[test]
 fn bare_and_named_instances_stack_into_one_tensor() {
     let sig = image_signature();
-    let text = format!("{}\n{{\"image\": {}}}\n{}\n", image_line(784, 0.5), image_line(784, 0.25), image_line(784, 1.0));
+    let text = format!(
+        "{}\n{{\"image\": {}}}\n{}\n",
+        image_line(784, 0.5),
+        image_line(784, 0.25),
+        image_line(784, 1.0)
+    );
     let batch = parse_lines(&text, &sig).unwrap();
     assert_eq!(batch.num_instances, 3);
     let image = &batch.inputs["image"];
     assert_eq!(image.shape(), &[3, 784]);
-    let TensorData::F32(values) = image.data() else { panic!("not f32") };
-    assert_eq!((values[0], values[784], values[2 * 784 + 783]), (0.5, 0.25, 1.0));
+    let TensorData::F32(values) = image.data() else {
+        panic!("not f32")
+    };
+    assert_eq!(
+        (values[0], values[784], values[2 * 784 + 783]),
+        (0.5, 0.25, 1.0)
+    );
 }
 
 #[test]
@@ -61,17 +85,30 @@ fn floats_are_parsed_as_doubles_then_rounded_like_numpy() {
     let sig = signature(&[("x", DataType::Float, Some(vec![-1, 3]))]);
     // 0.1 as f64 then f32; an integer; a value that is exact in f32.
     let batch = parse_lines("[0.1, 3, 0.0039215688593685627]\n", &sig).unwrap();
-    let TensorData::F32(values) = batch.inputs["x"].data() else { panic!("not f32") };
+    let TensorData::F32(values) = batch.inputs["x"].data() else {
+        panic!("not f32")
+    };
     assert_eq!(values, &[0.1f64 as f32, 3.0, 1.0f32 / 255.0]);
 }
 
 #[test]
 fn wrong_length_names_line_input_expected_and_found() {
     let sig = image_signature();
-    let text = format!("{}\n{}\n{}\n", image_line(784, 0.0), image_line(784, 0.0), image_line(783, 0.0));
-    assert_eq!(error_text(parse_lines(&text, &sig)), "line 3: input \"image\" expects 784 numbers, found 783");
+    let text = format!(
+        "{}\n{}\n{}\n",
+        image_line(784, 0.0),
+        image_line(784, 0.0),
+        image_line(783, 0.0)
+    );
+    assert_eq!(
+        error_text(parse_lines(&text, &sig)),
+        "line 3: input \"image\" expects 784 numbers, found 783"
+    );
     let text = format!("{}\n", image_line(785, 0.0));
-    assert_eq!(error_text(parse_lines(&text, &sig)), "line 1: input \"image\" expects 784 numbers, found 785");
+    assert_eq!(
+        error_text(parse_lines(&text, &sig)),
+        "line 1: input \"image\" expects 784 numbers, found 785"
+    );
 }
 
 #[test]
@@ -115,7 +152,10 @@ fn invalid_json_names_line_and_column() {
         error_text(parse_lines("[1, 2, 3]\n[1, 2,, 3]\n", &sig)),
         "line 2, column 7: invalid JSON: expected value"
     );
-    assert_eq!(error_text(parse_lines("[1, 2, 3] [4]\n", &sig)), "line 1, column 11: invalid JSON: trailing characters");
+    assert_eq!(
+        error_text(parse_lines("[1, 2, 3] [4]\n", &sig)),
+        "line 1, column 11: invalid JSON: trailing characters"
+    );
     assert_eq!(
         error_text(parse_lines("[1, 2, 3\n", &sig)),
         "line 1, column 8: invalid JSON: EOF while parsing a list"
@@ -125,33 +165,60 @@ fn invalid_json_names_line_and_column() {
 #[test]
 fn empty_input_and_empty_lines() {
     let sig = image_signature();
-    assert_eq!(error_text(parse_lines("", &sig)), "no instances: the input is empty");
-    assert!(matches!(parse_lines("", &sig), Err(PredictJsonError::NoInstances)));
+    assert_eq!(
+        error_text(parse_lines("", &sig)),
+        "no instances: the input is empty"
+    );
+    assert!(matches!(
+        parse_lines("", &sig),
+        Err(PredictJsonError::NoInstances)
+    ));
     let text = format!("{}\n\n{}\n", image_line(784, 0.0), image_line(784, 0.0));
-    assert_eq!(error_text(parse_lines(&text, &sig)), "line 2 is empty; every line must hold one instance");
-    assert_eq!(error_text(parse_lines("   \n", &sig)), "line 1 is empty; every line must hold one instance");
-    assert_eq!(error_text(parse("", InstanceFormat::TextLines, &sig)), "no instances: the input is empty");
+    assert_eq!(
+        error_text(parse_lines(&text, &sig)),
+        "line 2 is empty; every line must hold one instance"
+    );
+    assert_eq!(
+        error_text(parse_lines("   \n", &sig)),
+        "line 1 is empty; every line must hold one instance"
+    );
+    assert_eq!(
+        error_text(parse("", InstanceFormat::TextLines, &sig)),
+        "no instances: the input is empty"
+    );
 }
 
 #[test]
 fn bom_and_crlf_are_tolerated_like_gcloud() {
     let sig = signature(&[("x", DataType::Float, Some(vec![-1, 2]))]);
     let batch = parse_lines("\u{feff}[1, 2]\r\n[3, 4]\r\n", &sig).unwrap();
-    assert_eq!(batch.inputs["x"].data(), &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(
+        batch.inputs["x"].data(),
+        &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0])
+    );
     // No newline at the end of the last line is fine too.
-    assert_eq!(parse_lines("[1, 2]\n[3, 4]", &sig).unwrap().num_instances, 2);
+    assert_eq!(
+        parse_lines("[1, 2]\n[3, 4]", &sig).unwrap().num_instances,
+        2
+    );
 }
 
 #[test]
 fn unknown_and_missing_input_names() {
     let sig = image_signature();
     assert_eq!(
-        error_text(parse_lines(&format!("{{\"imag\": {}}}\n", image_line(784, 0.0)), &sig)),
+        error_text(parse_lines(
+            &format!("{{\"imag\": {}}}\n", image_line(784, 0.0)),
+            &sig
+        )),
         "line 1: unknown input \"imag\"; the signature \"serving_default\" has one input, \"image\""
     );
     // gcloud: an object for a single-input model must have exactly that one key.
     assert_eq!(
-        error_text(parse_lines(&format!("{{\"image\": {}, \"key\": 1}}\n", image_line(784, 0.0)), &sig)),
+        error_text(parse_lines(
+            &format!("{{\"image\": {}, \"key\": 1}}\n", image_line(784, 0.0)),
+            &sig
+        )),
         "line 1: unknown input \"key\"; the signature \"serving_default\" has one input, \"image\""
     );
     assert_eq!(
@@ -162,12 +229,22 @@ fn unknown_and_missing_input_names() {
 
 #[test]
 fn several_inputs_need_objects_with_exactly_their_names() {
-    let sig = signature(&[("a", DataType::Float, Some(vec![-1, 2])), ("b", DataType::Int64, Some(vec![-1]))]);
-    let batch = parse_lines("{\"a\": [1, 2], \"b\": 7}\n{\"b\": 8, \"a\": [3, 4]}\n", &sig).unwrap();
+    let sig = signature(&[
+        ("a", DataType::Float, Some(vec![-1, 2])),
+        ("b", DataType::Int64, Some(vec![-1])),
+    ]);
+    let batch = parse_lines(
+        "{\"a\": [1, 2], \"b\": 7}\n{\"b\": 8, \"a\": [3, 4]}\n",
+        &sig,
+    )
+    .unwrap();
     assert_eq!(batch.inputs["a"].shape(), &[2, 2]);
     assert_eq!(batch.inputs["b"].data(), &TensorData::I64(vec![7, 8]));
     assert_eq!(
-        error_text(parse_lines("{\"a\": [1, 2], \"b\": 7}\n{\"a\": [1, 2]}\n", &sig)),
+        error_text(parse_lines(
+            "{\"a\": [1, 2], \"b\": 7}\n{\"a\": [1, 2]}\n",
+            &sig
+        )),
         "line 2: missing input \"b\"; the signature \"serving_default\" has 2 inputs: \"a\", \"b\""
     );
     assert_eq!(
@@ -176,7 +253,10 @@ fn several_inputs_need_objects_with_exactly_their_names() {
          object with exactly those keys"
     );
     assert_eq!(
-        error_text(parse_lines("{\"a\": [1, 2], \"a\": [1, 2], \"b\": 1}\n", &sig)),
+        error_text(parse_lines(
+            "{\"a\": [1, 2], \"a\": [1, 2], \"b\": 1}\n",
+            &sig
+        )),
         "line 1: input \"a\" appears twice"
     );
 }
@@ -211,27 +291,42 @@ fn nested_shapes_are_checked_level_by_level() {
 #[test]
 fn unknown_dims_are_fixed_by_the_first_instance() {
     let sig = signature(&[("x", DataType::Float, Some(vec![-1, -1]))]);
-    assert_eq!(parse_lines("[1, 2, 3]\n[4, 5, 6]\n", &sig).unwrap().inputs["x"].shape(), &[2, 3]);
+    assert_eq!(
+        parse_lines("[1, 2, 3]\n[4, 5, 6]\n", &sig).unwrap().inputs["x"].shape(),
+        &[2, 3]
+    );
     assert_eq!(
         error_text(parse_lines("[1, 2, 3]\n[4, 5]\n", &sig)),
         "line 2: input \"x\" expects 3 numbers (as in the first instance), found 2"
     );
     // Unknown rank: the first instance decides it.
     let any = signature(&[("x", DataType::Float, None)]);
-    assert_eq!(parse_lines("[[1], [2]]\n[[3], [4]]\n", &any).unwrap().inputs["x"].shape(), &[2, 2, 1]);
+    assert_eq!(
+        parse_lines("[[1], [2]]\n[[3], [4]]\n", &any)
+            .unwrap()
+            .inputs["x"]
+            .shape(),
+        &[2, 2, 1]
+    );
     assert_eq!(
         error_text(parse_lines("[[1], [2]]\n[3, 4]\n", &any)),
         "line 2: input \"x\" expects a list of 1 number at [0], found the number 3"
     );
     // Scalar instances for a [-1] input.
     let scalar = signature(&[("x", DataType::Float, Some(vec![-1]))]);
-    assert_eq!(parse_lines("1.5\n2\n", &scalar).unwrap().inputs["x"].data(), &TensorData::F32(vec![1.5, 2.0]));
+    assert_eq!(
+        parse_lines("1.5\n2\n", &scalar).unwrap().inputs["x"].data(),
+        &TensorData::F32(vec![1.5, 2.0])
+    );
 }
 
 #[test]
 fn integer_inputs_reject_fractions_and_out_of_range_values() {
     let sig = signature(&[("n", DataType::Int32, Some(vec![-1]))]);
-    assert_eq!(parse_lines("1\n-2\n", &sig).unwrap().inputs["n"].data(), &TensorData::I32(vec![1, -2]));
+    assert_eq!(
+        parse_lines("1\n-2\n", &sig).unwrap().inputs["n"].data(),
+        &TensorData::I32(vec![1, -2])
+    );
     assert_eq!(
         error_text(parse_lines("1.5\n", &sig)),
         "line 1: input \"n\" expects an integer (int32), found the number 1.5"
@@ -246,7 +341,10 @@ fn integer_inputs_reject_fractions_and_out_of_range_values() {
         "line 1: input \"x\" expects a number (float32), found the number 1e+39, which is out of range"
     );
     let flags = signature(&[("ok", DataType::Bool, Some(vec![-1, 2]))]);
-    assert_eq!(parse_lines("[true, false]\n", &flags).unwrap().inputs["ok"].data(), &TensorData::Bool(vec![true, false]));
+    assert_eq!(
+        parse_lines("[true, false]\n", &flags).unwrap().inputs["ok"].data(),
+        &TensorData::Bool(vec![true, false])
+    );
     assert_eq!(
         error_text(parse_lines("[true, 1]\n", &flags)),
         "line 1: input \"ok\" expects a boolean (bool) at [1], found the number 1"
@@ -256,7 +354,11 @@ fn integer_inputs_reject_fractions_and_out_of_range_values() {
 #[test]
 fn string_inputs_take_text_and_base64() {
     let sig = signature(&[("text", DataType::String, Some(vec![-1]))]);
-    let batch = parse_lines("\"hello\"\n{\"b64\": \"AAH/\"}\n{\"text\": {\"b64\": \"aGk=\"}}\n", &sig).unwrap();
+    let batch = parse_lines(
+        "\"hello\"\n{\"b64\": \"AAH/\"}\n{\"text\": {\"b64\": \"aGk=\"}}\n",
+        &sig,
+    )
+    .unwrap();
     assert_eq!(
         batch.inputs["text"].data(),
         &TensorData::Str(vec![b"hello".to_vec(), vec![0, 1, 255], b"hi".to_vec()])
@@ -270,10 +372,18 @@ fn string_inputs_take_text_and_base64() {
         "line 1: input \"text\" expects a string or {\"b64\": ...} (string), found the number 5"
     );
     // --text-instances: each line is one string, taken verbatim.
-    let batch = parse("107,4.9,2.5\n{\"not\": \"json\"}\r\n", InstanceFormat::TextLines, &sig).unwrap();
+    let batch = parse(
+        "107,4.9,2.5\n{\"not\": \"json\"}\r\n",
+        InstanceFormat::TextLines,
+        &sig,
+    )
+    .unwrap();
     assert_eq!(
         batch.inputs["text"].data(),
-        &TensorData::Str(vec![b"107,4.9,2.5".to_vec(), b"{\"not\": \"json\"}".to_vec()])
+        &TensorData::Str(vec![
+            b"107,4.9,2.5".to_vec(),
+            b"{\"not\": \"json\"}".to_vec()
+        ])
     );
     let numbers = image_signature();
     assert_eq!(
@@ -287,12 +397,30 @@ fn batches_are_cut_at_max_batch_and_keep_learned_shapes() {
     let sig = signature(&[("x", DataType::Float, Some(vec![-1, -1]))]);
     let text = "[1, 2]\n[3, 4]\n[5, 6]\n[7, 8]\n[9, 10]\n";
     let batches: Vec<InstanceBatch> =
-        read_instances(text.as_bytes(), InstanceFormat::JsonLines, &sig, 2).unwrap().map(Result::unwrap).collect();
-    assert_eq!(batches.iter().map(|b| b.num_instances).collect::<Vec<_>>(), vec![2, 2, 1]);
-    assert_eq!(batches.iter().map(|b| b.first_instance).collect::<Vec<_>>(), vec![0, 2, 4]);
-    assert_eq!(batches[2].inputs["x"].data(), &TensorData::F32(vec![9.0, 10.0]));
+        read_instances(text.as_bytes(), InstanceFormat::JsonLines, &sig, 2)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    assert_eq!(
+        batches.iter().map(|b| b.num_instances).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+    assert_eq!(
+        batches.iter().map(|b| b.first_instance).collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
+    assert_eq!(
+        batches[2].inputs["x"].data(),
+        &TensorData::F32(vec![9.0, 10.0])
+    );
     // A later chunk must match the shape learned in the first.
-    let mut stream = read_instances("[1, 2]\n[3, 4]\n[5]\n".as_bytes(), InstanceFormat::JsonLines, &sig, 2).unwrap();
+    let mut stream = read_instances(
+        "[1, 2]\n[3, 4]\n[5]\n".as_bytes(),
+        InstanceFormat::JsonLines,
+        &sig,
+        2,
+    )
+    .unwrap();
     assert!(stream.next().unwrap().is_ok());
     assert_eq!(
         stream.next().unwrap().unwrap_err().to_string(),
@@ -302,24 +430,44 @@ fn batches_are_cut_at_max_batch_and_keep_learned_shapes() {
     // The same instances from a request body, in chunks.
     let request = "{\"instances\": [[1, 2], [3, 4], [5, 6]], \"signature_name\": \"ignored\"}";
     let chunks: Vec<InstanceBatch> =
-        read_instances(request.as_bytes(), InstanceFormat::JsonRequest, &sig, 2).unwrap().map(Result::unwrap).collect();
+        read_instances(request.as_bytes(), InstanceFormat::JsonRequest, &sig, 2)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
     assert_eq!(chunks.len(), 2);
     assert_eq!(chunks[1].first_instance, 2);
-    assert_eq!(chunks[1].inputs["x"], HostTensor::new(vec![1, 2], TensorData::F32(vec![5.0, 6.0])).unwrap());
+    assert_eq!(
+        chunks[1].inputs["x"],
+        HostTensor::new(vec![1, 2], TensorData::F32(vec![5.0, 6.0])).unwrap()
+    );
 }
 
 #[test]
 fn json_request_bodies() {
     let sig = signature(&[("x", DataType::Float, Some(vec![-1, 2]))]);
     let request = |text: &str| parse(text, InstanceFormat::JsonRequest, &sig);
-    assert_eq!(request("{\"instances\": [[1, 2], {\"x\": [3, 4]}]}").unwrap().num_instances, 2);
-    assert_eq!(error_text(request("{\"inputs\": [[1, 2]]}")), "invalid request: the request has no \"instances\" key");
-    assert_eq!(error_text(request("{\"instances\": {\"x\": 1}}")), "invalid request: \"instances\" must be a list, found an object");
+    assert_eq!(
+        request("{\"instances\": [[1, 2], {\"x\": [3, 4]}]}")
+            .unwrap()
+            .num_instances,
+        2
+    );
+    assert_eq!(
+        error_text(request("{\"inputs\": [[1, 2]]}")),
+        "invalid request: the request has no \"instances\" key"
+    );
+    assert_eq!(
+        error_text(request("{\"instances\": {\"x\": 1}}")),
+        "invalid request: \"instances\" must be a list, found an object"
+    );
     assert_eq!(
         error_text(request("[[1, 2]]")),
         "invalid request: expected a JSON object with an \"instances\" list, found a list"
     );
-    assert_eq!(error_text(request("{\"instances\": []}")), "no instances: the input is empty");
+    assert_eq!(
+        error_text(request("{\"instances\": []}")),
+        "no instances: the input is empty"
+    );
     assert_eq!(
         error_text(request("{\"instances\": [[1, 2], [1, 2, 3]]}")),
         "instances[1]: input \"x\" expects 2 numbers, found 3"
@@ -328,7 +476,10 @@ fn json_request_bodies() {
         error_text(request("{\n  \"instances\": [[1, NaN]]\n}")),
         "line 2, column 21: NaN is not a JSON number (JSON has no NaN or Infinity, so instances cannot contain them)"
     );
-    assert_eq!(error_text(request("")), "line 1, column 0: invalid JSON: EOF while parsing a value");
+    assert_eq!(
+        error_text(request("")),
+        "line 1, column 0: invalid JSON: EOF while parsing a value"
+    );
 }
 
 #[test]
@@ -338,17 +489,27 @@ fn values_and_array_text_convert_like_files() {
     let from_values = instances_from_json_values(&values, &sig).unwrap();
     let from_text = instances_from_json_array(b"[[1, 2], {\"x\": [3, 4]}]", &sig).unwrap();
     assert_eq!(from_values, from_text);
-    assert_eq!(from_values.inputs["x"].data(), &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(
+        from_values.inputs["x"].data(),
+        &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0])
+    );
     let bad: Vec<serde_json::Value> = serde_json::from_str("[[1, 2], [1, \"a\"]]").unwrap();
     assert_eq!(
-        instances_from_json_values(&bad, &sig).unwrap_err().to_string(),
+        instances_from_json_values(&bad, &sig)
+            .unwrap_err()
+            .to_string(),
         "instances[1]: input \"x\" expects a number (float32) at [1], found the string \"a\""
     );
     assert_eq!(
-        instances_from_json_array(b"[[1, 2], [1, \"a\"]]", &sig).unwrap_err().to_string(),
+        instances_from_json_array(b"[[1, 2], [1, \"a\"]]", &sig)
+            .unwrap_err()
+            .to_string(),
         "instances[1]: input \"x\" expects a number (float32) at [1], found the string \"a\""
     );
-    assert!(matches!(instances_from_json_values(&[], &sig), Err(PredictJsonError::NoInstances)));
+    assert!(matches!(
+        instances_from_json_values(&[], &sig),
+        Err(PredictJsonError::NoInstances)
+    ));
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //!
 //! Needs `python3` on PATH (standard library only); fails, rather than skips, without it.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
@@ -59,18 +62,28 @@ fn float_text_matches_cpython() {
         let bits = rng.next();
         if i % 2 == 0 {
             // Random float32 bit patterns, plus probabilities-like values in (0, 1).
-            let f = if i % 4 == 0 { f32::from_bits(bits as u32) } else { (bits >> 40) as f32 / (1u64 << 24) as f32 };
+            let f = if i % 4 == 0 {
+                f32::from_bits(bits as u32)
+            } else {
+                (bits >> 40) as f32 / (1u64 << 24) as f32
+            };
             if f.is_finite() {
                 values.push((format!("f {:08x}", f.to_bits()), f64::from(f), true));
             }
         } else {
-            let d = if i % 4 == 1 { f64::from_bits(bits) } else { (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e6 };
+            let d = if i % 4 == 1 {
+                f64::from_bits(bits)
+            } else {
+                (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e6
+            };
             if d.is_finite() {
                 values.push((format!("d {:016x}", d.to_bits()), d, false));
             }
         }
     }
-    for special in [0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-5, 1e-4, 123456.25, 999999.5, 1e9, 99999.95] {
+    for special in [
+        0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-5, 1e-4, 123456.25, 999999.5, 1e9, 99999.95,
+    ] {
         values.push((format!("d {:016x}", f64::to_bits(special)), special, false));
     }
     let mut child = Command::new("python3")
@@ -80,7 +93,10 @@ fn float_text_matches_cpython() {
         .spawn()
         .expect("python3 must be on PATH for this test (standard library only)");
     let mut stdin = child.stdin.take().unwrap();
-    let input: String = values.iter().map(|(line, _, _)| format!("{line}\n")).collect();
+    let input: String = values
+        .iter()
+        .map(|(line, _, _)| format!("{line}\n"))
+        .collect();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
@@ -90,11 +106,24 @@ fn float_text_matches_cpython() {
     assert_eq!(lines.len(), values.len());
     let mut mismatches = Vec::new();
     for ((input, value, is_f32), line) in values.iter().zip(&lines) {
-        let tf_serving = if *is_f32 { tf_serving_f32(*value as f32) } else { tf_serving_f64(*value) };
-        let ours = format!("{} {} {tf_serving}", python_repr(*value, NonFinite::Repr), gcloud_table_float(*value));
+        let tf_serving = if *is_f32 {
+            tf_serving_f32(*value as f32)
+        } else {
+            tf_serving_f64(*value)
+        };
+        let ours = format!(
+            "{} {} {tf_serving}",
+            python_repr(*value, NonFinite::Repr),
+            gcloud_table_float(*value)
+        );
         if ours != *line {
             mismatches.push(format!("{input}: python `{line}`, ours `{ours}`"));
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches, first: {:?}", mismatches.len(), &mismatches[..mismatches.len().min(10)]);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first: {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
 }

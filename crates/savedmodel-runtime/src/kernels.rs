@@ -396,7 +396,7 @@ pub(crate) fn compile_kernel(op: &str, attrs: &dyn Attrs) -> Result<Kernel, Comp
     })
 }
 
-/// The names of all ops [`compile_kernel`] accepts (plus those the planner handles itself),
+/// The names of all ops the runtime executes (kernels plus what the planner handles itself),
 /// for documentation and tests.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
@@ -449,6 +449,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReadVariableOp",
     "RealDiv",
     "Reciprocal",
+    "RefIdentity",
+    "RefMerge",
     "RefSwitch",
     "Relu",
     "Relu6",

@@ -49,6 +49,11 @@
 //!
 //! # How a signature runs
 //!
+//! Inputs are checked against the signature (unknown or missing keys, dtype, shape; each error
+//! names the input key and what was expected). Inputs left out fall back to the signature's
+//! `defaults` or the graph's `PlaceholderWithDefault`. [`LoadedModel::run_outputs`] computes a
+//! subset of the outputs (TF Serving's `output_filter`) and runs only the steps they need.
+//!
 //! Steps run in topological order with TensorFlow's dead-tensor semantics (a `Switch` kills its
 //! untaken output, ops with a dead input are skipped, `Merge` forwards its first live input).
 //! Floating-point tensors live on the candle device and are computed in f32; integer, bool and
@@ -60,15 +65,20 @@
 //!
 //! [`SUPPORTED_OPS`]: graph structure (`Placeholder`, `PlaceholderWithDefault`, `Const`,
 //! `Identity`, `IdentityN`, `Snapshot`, `StopGradient`, `NoOp`, control edges, function calls),
-//! control flow (`Switch`, `RefSwitch`, `Merge`), variables (`VariableV2`, `VarHandleOp`,
-//! `ReadVariableOp`), dense math (`MatMul` with transposes, `BatchMatMulV2/V3`, `BiasAdd`),
-//! element-wise ops (`Add`, `AddV2`, `AddN`, `Sub`, `Mul`, `RealDiv`, `Div`, `Maximum`, `Minimum`,
+//! control flow (`Switch`, `RefSwitch`, `Merge`, `RefMerge`), variables (`VariableV2`,
+//! `VarHandleOp`, `ReadVariableOp`, `RefIdentity`), dense math (`MatMul` with transposes,
+//! `BatchMatMulV2/V3`, `BiasAdd`), element-wise ops (`Add`, `AddV2`, `AddN`, `Sub`, `Mul`, `RealDiv`, `Div`, `Maximum`, `Minimum`,
 //! `SquaredDifference`, `Pow`, `ClipByValue`), activations (`Relu`, `Relu6`, `LeakyRelu`, `Elu`,
 //! `Selu`, `Softplus`, `Softsign`, `Sigmoid`, `Tanh`, `Softmax`, `LogSoftmax`), math (`Exp`,
 //! `Log`, `Log1p`, `Sqrt`, `Rsqrt`, `Square`, `Neg`, `Abs`, `Erf`, `Floor`, `Reciprocal`),
 //! reductions (`Sum`, `Mean`, `Max`, `Min`, `Prod`, `ArgMax`, `ArgMin`), shapes (`Cast`,
 //! `Reshape`, `Shape`, `Size`, `Rank`, `ExpandDims`, `Squeeze`, `StridedSlice`, `Pack`,
 //! `ConcatV2`, `Transpose`, `Fill`, `ZerosLike`, `OnesLike`), `LogicalNot`.
+//!
+//! Nodes reached only through control edges (`^node`) matter for their liveness, not their
+//! value, so their ops need not be supported (TF2 functions gate outputs on a `NoOp` that
+//! depends on every variable read). The init op (`__saved_model_init_op`, `legacy_init_op`) is
+//! not run: for the models this runtime supports it is a `NoOp`.
 //!
 //! Not supported: TF1 while loops (cycles), functional control flow (`If`/`While`), sparse or
 //! composite signature tensors, string processing, lookup tables, `saved_model.pbtxt` (the

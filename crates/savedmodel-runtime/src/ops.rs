@@ -187,3 +187,40 @@ pub(crate) fn arg_length<'b>(
         ArgLen::TypeListAttr(name) => attr(name).and_then(|v| v.as_list().map(|l| l.r#type.len())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_op_has_a_builtin_output_layout() {
+        // Graphs written without `stripped_op_list` (e.g. by this project's exporter) must still
+        // resolve `node:out_arg:i` for every op the runtime can run.
+        let registry = OpRegistry::new(&[]);
+        for op in crate::kernels::SUPPORTED_OPS {
+            assert!(
+                registry.outputs(op).is_some(),
+                "{op} has no built-in output layout"
+            );
+        }
+    }
+
+    #[test]
+    fn list_lengths_come_from_attrs() {
+        let registry = OpRegistry::new(&[]);
+        let layout = registry.outputs("RestoreV2").unwrap();
+        let dtypes = AttrValue::from_list(savedmodel_format::proto::attr_value::ListValue {
+            r#type: vec![1, 1, 9],
+            ..Default::default()
+        });
+        assert_eq!(
+            arg_length(&layout[0].1, |name| (name == "dtypes").then_some(&dtypes)),
+            Some(3)
+        );
+        let merge = registry.outputs("Merge").unwrap();
+        assert_eq!(
+            merge.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["output", "value_index"]
+        );
+    }
+}

@@ -164,13 +164,14 @@ impl ModelTable {
     /// `Servable not found for request: …`.
     pub fn resolve(&self, model: &str, spec: &VersionSpec) -> Result<Arc<ServedVersion>, ApiError> {
         self.with(|models| {
-            let request = match spec {
-                VersionSpec::Default => format!("Latest({model})"),
-                VersionSpec::Number(n) => format!("Specific({model}, {n})"),
-                VersionSpec::Label(l) => format!("Label({model}, {l})"),
+            let not_found = || {
+                let request = match spec {
+                    VersionSpec::Default => format!("Latest({model})"),
+                    VersionSpec::Number(n) => format!("Specific({model}, {n})"),
+                    VersionSpec::Label(l) => format!("Label({model}, {l})"),
+                };
+                ApiError::not_found(format!("Servable not found for request: {request}"))
             };
-            let not_found =
-                || ApiError::not_found(format!("Servable not found for request: {request}"));
             let served = models.get(model).ok_or_else(not_found)?;
             let number = match spec {
                 VersionSpec::Number(n) => *n,

@@ -560,43 +560,53 @@ fn cmle_resolve(
             };
             state.table.resolve(model, &spec)
         }
-        Some(Source::Registry) => {
-            let record = state
-                .registry
-                .get(model)
-                .ok_or_else(|| model_not_found(state, model))?;
-            let name = match version.or(record.default_version.as_deref()) {
-                Some(name) => name,
-                None => {
-                    return Err(ApiError::failed_precondition(format!(
-                        "Model {:?} has no default version; create a version first",
-                        model_path(state, model)
-                    )));
-                }
-            };
-            let v = record
-                .versions
-                .get(name)
-                .ok_or_else(|| version_not_found(state, model, name))?;
-            let full = format!("{}/versions/{name}", model_path(state, model));
-            match v.state {
-                VersionState::Creating => Err(ApiError::unavailable(format!(
-                    "Version {full:?} is still being created; retry later"
-                ))),
-                VersionState::Failed => Err(ApiError::failed_precondition(format!(
-                    "Version {full:?} failed to deploy: {}",
-                    v.error_message.clone().unwrap_or_default()
-                ))),
-                VersionState::Ready => state
-                    .table
-                    .resolve(model, &VersionSpec::Number(v.serving_version))
-                    .map_err(|_| {
-                        ApiError::unavailable(format!(
-                            "Version {full:?} is being loaded by this server; retry later"
-                        ))
-                    }),
+        // A concurrent setDefault + delete can retire the version between reading the registry
+        // and looking it up in the served table; one fresh look then finds the new default.
+        Some(Source::Registry) => match cmle_resolve_registry(state, model, version) {
+            Err(error) if error.code == Code::Unavailable => {
+                cmle_resolve_registry(state, model, version)
             }
-        }
+            resolved => resolved,
+        },
+    }
+}
+
+fn cmle_resolve_registry(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Arc<ServedVersion>, ApiError> {
+    let record = state
+        .registry
+        .get(model)
+        .ok_or_else(|| model_not_found(state, model))?;
+    let Some(name) = version.or(record.default_version.as_deref()) else {
+        return Err(ApiError::failed_precondition(format!(
+            "Model {:?} has no default version; create a version first",
+            model_path(state, model)
+        )));
+    };
+    let v = record
+        .versions
+        .get(name)
+        .ok_or_else(|| version_not_found(state, model, name))?;
+    let full = format!("{}/versions/{name}", model_path(state, model));
+    match v.state {
+        VersionState::Creating => Err(ApiError::unavailable(format!(
+            "Version {full:?} is still being created; retry later"
+        ))),
+        VersionState::Failed => Err(ApiError::failed_precondition(format!(
+            "Version {full:?} failed to deploy: {}",
+            v.error_message.clone().unwrap_or_default()
+        ))),
+        VersionState::Ready => state
+            .table
+            .resolve(model, &VersionSpec::Number(v.serving_version))
+            .map_err(|_| {
+                ApiError::unavailable(format!(
+                    "Version {full:?} is being loaded by this server; retry later"
+                ))
+            }),
     }
 }
 

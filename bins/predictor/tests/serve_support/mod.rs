@@ -1,6 +1,7 @@
 //! Shared helpers for the `predictor serve` tests: a real server process on a free port, the
 //! client CLI, fixtures, and small HTTP calls.
-#![allow(dead_code)]
+// Test support: a failed setup step should stop the test with its panic message.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 pub const PREDICTOR: &str = env!("CARGO_BIN_EXE_predictor");
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A SavedModel fixture made by TensorFlow 2.21 (testdata/savedmodels/<name>).
@@ -74,7 +78,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -83,7 +89,10 @@ impl Server {
         let Some(url) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             std::thread::sleep(Duration::from_millis(200));
-            panic!("server did not start: stdout {line:?}; log:\n{}", log.lock().unwrap());
+            panic!(
+                "server did not start: stdout {line:?}; log:\n{}",
+                log.lock().unwrap()
+            );
         };
         let url = url.to_string();
         // Keep draining stdout so the server never blocks on it.
@@ -104,7 +113,10 @@ impl Server {
 
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         self.wait_exit(limit)
     }
@@ -145,7 +157,11 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::Client::new().get(format!("{}{path}", self.url)).send().await.unwrap();
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
@@ -172,21 +188,32 @@ impl Server {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body);
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
         }
         let response = request.send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
     /// Polls TF Serving's status route until `check` accepts the body (at most `limit`).
-    pub async fn wait_for_status(&self, model: &str, limit: Duration, check: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_for_status(
+        &self,
+        model: &str,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         loop {
             let (_, body) = self.get(&format!("/v1/models/{model}")).await;
             if check(&body) {
                 return body;
             }
-            assert!(started.elapsed() < limit, "status of {model} never matched; last: {body}\nlog:\n{}", self.log());
+            assert!(
+                started.elapsed() < limit,
+                "status of {model} never matched; last: {body}\nlog:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -216,13 +243,24 @@ pub fn error_of(body: &str) -> String {
 pub fn fixture_rows(name: &str, input: &str, rows: usize) -> Vec<serde_json::Value> {
     let expected = expected(name);
     let values = expected["inputs"][input]["values"].as_array().unwrap();
-    let shape: Vec<usize> = expected["inputs"][input]["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = expected["inputs"][input]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
     let per_row: usize = shape[1..].iter().product();
-    (0..rows).map(|r| serde_json::Value::Array(values[r * per_row..(r + 1) * per_row].to_vec())).collect()
+    (0..rows)
+        .map(|r| serde_json::Value::Array(values[r * per_row..(r + 1) * per_row].to_vec()))
+        .collect()
 }
 
 pub fn sample_instances() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(sample_json()).unwrap().lines().map(json).collect()
+    std::fs::read_to_string(sample_json())
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect()
 }
 
 pub fn free_port_is_loopback(url: &str) -> bool {
