@@ -24,10 +24,11 @@ fn main() {
     for line in lock.lines() {
         if let Some(n) = line.strip_prefix("name = ") {
             name = Some(n.trim_matches('"'));
-        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
-            if TRACKED.contains(&n) && !found.iter().any(|(f, _): &(String, String)| f == n) {
-                found.push((n.to_string(), v.trim_matches('"').to_string()));
-            }
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take())
+            && TRACKED.contains(&n)
+            && !found.iter().any(|(f, _): &(String, String)| f == n)
+        {
+            found.push((n.to_string(), v.trim_matches('"').to_string()));
         }
     }
     let listing: Vec<String> = TRACKED

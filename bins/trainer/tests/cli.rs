@@ -1,6 +1,9 @@
 //! Runs the real `trainer` binary on the small MNIST fixtures in `testdata/idx/` and checks its
 //! output, `job.json` and the exported SavedModel; bad flags and bad data must fail cleanly.
 
+// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -58,7 +61,10 @@ fn train_ok(job_dir: &Path, extra: &[&str]) -> Run {
     args.extend_from_slice(extra);
     let out = trainer(&args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "trainer failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "trainer failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 2, "{stdout}");
     let test_loss = value_after(lines[lines.len() - 2], "Test Loss: ");
@@ -80,7 +86,16 @@ fn trains_evaluates_exports_and_records_the_job() {
     let job_dir = tmp.path().join("job");
     let run = train_ok(
         &job_dir,
-        &["--epochs", "2", "--seed", "3", "--threads", "2", "--job-name", "unit"],
+        &[
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--threads",
+            "2",
+            "--job-name",
+            "unit",
+        ],
     );
 
     // Output shape: "Epoch i/N" headers, one plain summary line per pass (stdout is a pipe
@@ -88,15 +103,32 @@ fn trains_evaluates_exports_and_records_the_job() {
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines[0], "Epoch 1/2");
     assert!(lines[1].starts_with("32/32 - "), "{}", lines[1]);
-    assert!(lines[1].contains(" - loss: ") && lines[1].contains(" - accuracy: "), "{}", lines[1]);
+    assert!(
+        lines[1].contains(" - loss: ") && lines[1].contains(" - accuracy: "),
+        "{}",
+        lines[1]
+    );
     assert!(lines[1].ends_with("/step"), "{}", lines[1]);
     assert_eq!(lines[2], "Epoch 2/2");
-    assert!(lines[4].starts_with("7/7 - "), "evaluation line: {}", lines[4]);
+    assert!(
+        lines[4].starts_with("7/7 - "),
+        "evaluation line: {}",
+        lines[4]
+    );
     assert_eq!(lines.len(), 7, "{}", run.stdout);
     assert!(!run.stdout.contains('\r'), "no redraws in a log");
-    assert!(run.stderr.contains("Loaded 1000 training and 200 test images"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Loaded 1000 training and 200 test images"),
+        "{}",
+        run.stderr
+    );
 
-    assert!(run.test_loss.is_finite() && run.test_loss < 1.0, "loss {}", run.test_loss);
+    assert!(
+        run.test_loss.is_finite() && run.test_loss < 1.0,
+        "loss {}",
+        run.test_loss
+    );
     assert!(run.test_accuracy > 0.75, "accuracy {}", run.test_accuracy);
 
     // job.json records what ran and what came out.
@@ -111,7 +143,10 @@ fn trains_evaluates_exports_and_records_the_job() {
     assert_eq!(hp["model"]["hidden_units"], serde_json::json!([512, 256]));
     assert_eq!(hp["model"]["dropout_rate"], 0.2);
     assert_eq!(job["metrics"]["test_loss"].as_f64(), Some(run.test_loss));
-    assert_eq!(job["metrics"]["test_accuracy"].as_f64(), Some(run.test_accuracy));
+    assert_eq!(
+        job["metrics"]["test_accuracy"].as_f64(),
+        Some(run.test_accuracy)
+    );
     assert_eq!(job["metrics"]["epochs"].as_array().unwrap().len(), 2);
     assert_eq!(job["metrics"]["epochs"][0]["steps"], 32);
     let timings = &job["timings_seconds"];
@@ -120,11 +155,18 @@ fn trains_evaluates_exports_and_records_the_job() {
     }
     assert_eq!(timings["train_epochs"].as_array().unwrap().len(), 2);
     assert_eq!(job["threads"], 2);
-    assert!(job["device"].as_str().unwrap().starts_with("cpu"), "{}", job["device"]);
+    assert!(
+        job["device"].as_str().unwrap().starts_with("cpu"),
+        "{}",
+        job["device"]
+    );
     assert_eq!(job["dataset"]["train_examples"], 1000);
     assert_eq!(job["dataset"]["image_dims"], serde_json::json!([28, 28]));
     let crates = job["versions"]["crates"].as_object().unwrap();
-    assert!(crates["candle-core"].as_str().unwrap().starts_with("0.11"), "{crates:?}");
+    assert!(
+        crates["candle-core"].as_str().unwrap().starts_with("0.11"),
+        "{crates:?}"
+    );
     assert_eq!(crates["mnist-model"], env!("CARGO_PKG_VERSION"));
 
     // The SavedModel is all there.
@@ -141,7 +183,10 @@ fn trains_evaluates_exports_and_records_the_job() {
     let data_len = std::fs::metadata(model.join("variables/variables.data-00000-of-00001"))
         .unwrap()
         .len();
-    assert!(data_len >= 535_818 * 4, "variables data is {data_len} bytes");
+    assert!(
+        data_len >= 535_818 * 4,
+        "variables data is {data_len} bytes"
+    );
 }
 
 #[test]
@@ -150,13 +195,28 @@ fn same_seed_and_threads_rerun_bit_identically() {
     let a = train_ok(&tmp.path().join("a"), &["--seed", "5", "--threads", "2"]);
     let b = train_ok(&tmp.path().join("b"), &["--seed", "5", "--threads", "2"]);
     let c = train_ok(&tmp.path().join("c"), &["--seed", "6", "--threads", "2"]);
-    let last_two = |r: &Run| r.stdout.lines().rev().take(2).map(String::from).collect::<Vec<_>>();
+    let last_two = |r: &Run| {
+        r.stdout
+            .lines()
+            .rev()
+            .take(2)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(last_two(&a), last_two(&b), "same seed, same output");
     let weights = |dir: &str| {
-        std::fs::read(tmp.path().join(dir).join("model/variables/variables.data-00000-of-00001"))
-            .unwrap()
+        std::fs::read(
+            tmp.path()
+                .join(dir)
+                .join("model/variables/variables.data-00000-of-00001"),
+        )
+        .unwrap()
     };
-    assert_eq!(weights("a"), weights("b"), "same seed, same weights byte for byte");
+    assert_eq!(
+        weights("a"),
+        weights("b"),
+        "same seed, same weights byte for byte"
+    );
     assert_ne!(weights("a"), weights("c"), "another seed, other weights");
     assert_ne!(a.test_loss, c.test_loss);
     assert_eq!(a.job["metrics"]["epochs"], b.job["metrics"]["epochs"]);
@@ -205,7 +265,11 @@ print(json.dumps({"loss": loss, "accuracy": float(np.mean(cls == y)),
         .env("TF_CPP_MIN_LOG_LEVEL", "2")
         .output()
         .unwrap();
-    assert!(out.status.success(), "TensorFlow failed:\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "TensorFlow failed:\n{}",
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     let tf: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let tf_loss = tf["loss"].as_f64().unwrap();
@@ -228,9 +292,15 @@ fn fails_with(args: &[&str], needles: &[&str]) -> Output {
     let out = trainer(args);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "expected failure for {args:?}");
-    assert!(!stderr.contains("panicked"), "panic for {args:?}:\n{stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "panic for {args:?}:\n{stderr}"
+    );
     for needle in needles {
-        assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
     }
     out
 }
@@ -245,10 +315,19 @@ fn bad_flags_are_reported_clearly() {
     // clap usage errors: exit status 2.
     let out = fails_with(&["--job-dir", job], &["--train-file"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = fails_with(&["--train-file", data, "--job-dir", job, "--epochs", "two"], &["--epochs"]);
+    let out = fails_with(
+        &["--train-file", data, "--job-dir", job, "--epochs", "two"],
+        &["--epochs"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    fails_with(&["--train-file", data, "--job-dir", job, "--bogus"], &["--bogus"]);
-    fails_with(&["--train-file", data, "--job-dir", job, "--threads", "0"], &["--threads"]);
+    fails_with(
+        &["--train-file", data, "--job-dir", job, "--bogus"],
+        &["--bogus"],
+    );
+    fails_with(
+        &["--train-file", data, "--job-dir", job, "--threads", "0"],
+        &["--threads"],
+    );
     // Values clap accepts but training cannot use: exit status 1, one error line.
     for (flag, value, needle) in [
         ("--epochs", "0", "epochs"),
@@ -263,9 +342,17 @@ fn bad_flags_are_reported_clearly() {
             &["error: ", needle],
         );
         assert_eq!(out.status.code(), Some(1), "{flag} {value}");
-        assert_eq!(text(&out.stderr).lines().count(), 1, "one line: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "one line: {}",
+            text(&out.stderr)
+        );
     }
-    assert!(!Path::new(job).exists(), "nothing written for a run that never started");
+    assert!(
+        !Path::new(job).exists(),
+        "nothing written for a run that never started"
+    );
 }
 
 #[test]

@@ -41,6 +41,9 @@ fn check(bytes: &[u8], kind: IdxKind) {
 }
 
 proptest! {
+    // Each case takes microseconds; many cases make the search worthwhile.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         check(&bytes, IdxKind::Images);

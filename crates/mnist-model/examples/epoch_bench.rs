@@ -24,7 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let features: Vec<f32> = (0..n * config.input_dim)
         .map(|_| {
             let v = next();
-            if v % 5 < 3 { 0.0 } else { (v >> 40) as f32 / (1u64 << 24) as f32 }
+            if v % 5 < 3 {
+                0.0
+            } else {
+                (v >> 40) as f32 / (1u64 << 24) as f32
+            }
         })
         .collect();
     let labels: Vec<u8> = (0..n).map(|_| (next() % 10) as u8).collect();

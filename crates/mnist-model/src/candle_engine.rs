@@ -206,15 +206,14 @@ impl CandleEngine {
             .map(Option::unwrap_or_default)
     }
 
-    pub(crate) fn weights(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>, ModelError> {
+    pub(crate) fn weights(&self) -> Result<Vec<crate::LayerParams>, ModelError> {
         self.layers
             .iter()
             .map(|l| {
-                let kernel = l
-                    .w
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1())
-                    .map_err(ctx("reading a kernel"))?;
+                let kernel =
+                    l.w.flatten_all()
+                        .and_then(|t| t.to_vec1())
+                        .map_err(ctx("reading a kernel"))?;
                 let bias = l.b.to_vec1().map_err(ctx("reading a bias"))?;
                 Ok((kernel, bias))
             })

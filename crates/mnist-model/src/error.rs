@@ -8,7 +8,9 @@ pub enum ModelError {
     InvalidConfig { field: &'static str, reason: String },
 
     /// The features slice does not hold `rows * input_dim` values.
-    #[error("features hold {found} values, expected {rows} rows x {input_dim} features = {expected}")]
+    #[error(
+        "features hold {found} values, expected {rows} rows x {input_dim} features = {expected}"
+    )]
     FeatureShape {
         rows: usize,
         input_dim: usize,

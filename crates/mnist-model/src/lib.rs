@@ -45,6 +45,9 @@ use candle_engine::CandleEngine;
 use cpu::CpuEngine;
 use seeds::DropoutMasks;
 
+/// One layer's `([in, out] kernel, [out] bias)` as the engines hand them over.
+type LayerParams = (Vec<f32>, Vec<f32>);
+
 /// Largest batch a training step accepts (bounds the per-step scratch memory).
 pub const MAX_BATCH_ROWS: usize = 1 << 16;
 
@@ -170,7 +173,11 @@ impl Mlp {
             };
             check("in_dim", fan_in, w.in_dim)?;
             check("out_dim", units, w.out_dim)?;
-            check("kernel length (in_dim x out_dim)", fan_in * units, w.kernel.len())?;
+            check(
+                "kernel length (in_dim x out_dim)",
+                fan_in * units,
+                w.kernel.len(),
+            )?;
             check("bias length", units, w.bias.len())?;
             let expected_activation = if l == last {
                 Activation::Linear
@@ -202,7 +209,8 @@ impl Mlp {
         device: &Device,
         options: &EngineOptions,
     ) -> Result<Self, ModelError> {
-        let dropout = (config.dropout_rate > 0.0).then(|| DropoutMasks::new(key, config.dropout_rate));
+        let dropout =
+            (config.dropout_rate > 0.0).then(|| DropoutMasks::new(key, config.dropout_rate));
         let engine = match (options.backend, device) {
             (Backend::Auto, Device::Cpu) => Engine::Cpu(CpuEngine::new(
                 dims,
@@ -256,7 +264,7 @@ impl Mlp {
 
     fn check_features(&self, features: &[f32], rows: usize) -> Result<(), ModelError> {
         let input_dim = self.config.input_dim;
-        let expected = rows.checked_mul(input_dim).unwrap_or(usize::MAX);
+        let expected = rows.saturating_mul(input_dim);
         if features.len() != expected {
             return Err(ModelError::FeatureShape {
                 rows,

@@ -68,7 +68,9 @@ pub(crate) struct DropoutMasks {
 impl DropoutMasks {
     pub(crate) fn new(key: [u8; 32], rate: f32) -> Self {
         // rate < 1 (validated), so the threshold is below 2^32.
-        let threshold = (f64::from(rate) * 4_294_967_296.0).ceil().min(f64::from(u32::MAX)) as u32;
+        let threshold = (f64::from(rate) * 4_294_967_296.0)
+            .ceil()
+            .min(f64::from(u32::MAX)) as u32;
         DropoutMasks {
             key,
             threshold,
@@ -126,13 +128,19 @@ mod tests {
         let k = &kernels[0];
         assert_eq!(k.len(), 784 * 512);
         let max = k.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(max <= limit && max > 0.999 * limit, "max {max} limit {limit}");
+        assert!(
+            max <= limit && max > 0.999 * limit,
+            "max {max} limit {limit}"
+        );
         let mean = k.iter().map(|&v| v as f64).sum::<f64>() / k.len() as f64;
         assert!(mean.abs() < 1e-3 * limit as f64 * 10.0, "mean {mean}");
         // Variance of U(-l, l) is l^2 / 3.
         let var = k.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / k.len() as f64;
         let expected = (limit as f64).powi(2) / 3.0;
-        assert!((var / expected - 1.0).abs() < 0.01, "var {var} expected {expected}");
+        assert!(
+            (var / expected - 1.0).abs() < 0.01,
+            "var {var} expected {expected}"
+        );
         assert_eq!(kernels[1].len(), 60);
     }
 

@@ -1,5 +1,8 @@
 //! Bad input is reported as a `ModelError` naming the problem, never a panic.
 
+// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mnist_model::{
     Backend, Device, EngineOptions, Mlp, ModelConfig, ModelError, SgdMomentum, TrainConfig,
 };
@@ -27,14 +30,62 @@ const OPT: SgdMomentum = SgdMomentum {
 fn configs_are_validated_field_by_field() {
     let base = ModelConfig::default();
     let cases: Vec<(ModelConfig, &str)> = vec![
-        (ModelConfig { input_dim: 0, ..base.clone() }, "input_dim"),
-        (ModelConfig { num_classes: 1, ..base.clone() }, "num_classes"),
-        (ModelConfig { num_classes: 300, ..base.clone() }, "num_classes"),
-        (ModelConfig { hidden_units: vec![512, 0], ..base.clone() }, "hidden_units"),
-        (ModelConfig { hidden_units: vec![usize::MAX], ..base.clone() }, "hidden_units"),
-        (ModelConfig { dropout_rate: 1.0, ..base.clone() }, "dropout_rate"),
-        (ModelConfig { dropout_rate: -0.1, ..base.clone() }, "dropout_rate"),
-        (ModelConfig { dropout_rate: f32::NAN, ..base.clone() }, "dropout_rate"),
+        (
+            ModelConfig {
+                input_dim: 0,
+                ..base.clone()
+            },
+            "input_dim",
+        ),
+        (
+            ModelConfig {
+                num_classes: 1,
+                ..base.clone()
+            },
+            "num_classes",
+        ),
+        (
+            ModelConfig {
+                num_classes: 300,
+                ..base.clone()
+            },
+            "num_classes",
+        ),
+        (
+            ModelConfig {
+                hidden_units: vec![512, 0],
+                ..base.clone()
+            },
+            "hidden_units",
+        ),
+        (
+            ModelConfig {
+                hidden_units: vec![usize::MAX],
+                ..base.clone()
+            },
+            "hidden_units",
+        ),
+        (
+            ModelConfig {
+                dropout_rate: 1.0,
+                ..base.clone()
+            },
+            "dropout_rate",
+        ),
+        (
+            ModelConfig {
+                dropout_rate: -0.1,
+                ..base.clone()
+            },
+            "dropout_rate",
+        ),
+        (
+            ModelConfig {
+                dropout_rate: f32::NAN,
+                ..base.clone()
+            },
+            "dropout_rate",
+        ),
     ];
     for (config, field) in cases {
         let err = Mlp::new(config, 0, &Device::Cpu, &EngineOptions::default())
@@ -47,11 +98,41 @@ fn configs_are_validated_field_by_field() {
     assert_eq!((train.epochs, train.batch_size, train.seed), (1, 32, 0));
     assert_eq!((train.learning_rate, train.momentum), (0.01, 0.9));
     for (bad, field) in [
-        (TrainConfig { epochs: 0, ..train.clone() }, "epochs"),
-        (TrainConfig { batch_size: 0, ..train.clone() }, "batch_size"),
-        (TrainConfig { learning_rate: f32::NAN, ..train.clone() }, "learning_rate"),
-        (TrainConfig { learning_rate: -1.0, ..train.clone() }, "learning_rate"),
-        (TrainConfig { momentum: 1.0, ..train.clone() }, "momentum"),
+        (
+            TrainConfig {
+                epochs: 0,
+                ..train.clone()
+            },
+            "epochs",
+        ),
+        (
+            TrainConfig {
+                batch_size: 0,
+                ..train.clone()
+            },
+            "batch_size",
+        ),
+        (
+            TrainConfig {
+                learning_rate: f32::NAN,
+                ..train.clone()
+            },
+            "learning_rate",
+        ),
+        (
+            TrainConfig {
+                learning_rate: -1.0,
+                ..train.clone()
+            },
+            "learning_rate",
+        ),
+        (
+            TrainConfig {
+                momentum: 1.0,
+                ..train.clone()
+            },
+            "momentum",
+        ),
     ] {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains(field), "{field}: {err}");
@@ -65,25 +146,42 @@ fn batches_are_checked_before_any_work() {
         let x = vec![0.5f32; 4 * 8];
         assert!(matches!(
             m.train_step(&x[..31], &[0, 1, 2, 0], &OPT),
-            Err(ModelError::FeatureShape { expected: 32, found: 31, .. })
+            Err(ModelError::FeatureShape {
+                expected: 32,
+                found: 31,
+                ..
+            })
         ));
         assert!(matches!(
             m.train_step(&x, &[0, 1, 3, 0], &OPT),
-            Err(ModelError::LabelOutOfRange { row: 2, label: 3, num_classes: 3 })
+            Err(ModelError::LabelOutOfRange {
+                row: 2,
+                label: 3,
+                num_classes: 3
+            })
         ));
-        assert!(matches!(m.train_step(&[], &[], &OPT), Err(ModelError::EmptyBatch)));
+        assert!(matches!(
+            m.train_step(&[], &[], &OPT),
+            Err(ModelError::EmptyBatch)
+        ));
         assert!(matches!(
             m.train_step(&x, &[0, 1], &OPT),
             Err(ModelError::FeatureShape { .. })
         ));
-        let bad_opt = SgdMomentum { learning_rate: f32::INFINITY, momentum: 0.9 };
+        let bad_opt = SgdMomentum {
+            learning_rate: f32::INFINITY,
+            momentum: 0.9,
+        };
         let err = m.train_step(&x, &[0, 1, 2, 0], &bad_opt).unwrap_err();
         assert!(err.to_string().contains("learning_rate"), "{err}");
         // Nothing above counted as a step.
         assert_eq!(m.steps_taken(), 0);
         assert!(m.evaluate(&x, &[0, 9, 0, 0]).is_err());
         assert!(matches!(m.evaluate(&x, &[]), Err(ModelError::EmptyBatch)));
-        assert!(matches!(m.predict(&x[..12]), Err(ModelError::FeatureShape { .. })));
+        assert!(matches!(
+            m.predict(&x[..12]),
+            Err(ModelError::FeatureShape { .. })
+        ));
         assert!(matches!(m.predict(&[]), Err(ModelError::EmptyBatch)));
         // And valid input still works afterwards.
         assert_eq!(m.train_step(&x, &[0, 1, 2, 0], &OPT).unwrap().examples, 4);

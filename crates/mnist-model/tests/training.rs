@@ -1,6 +1,9 @@
 //! Training behaviour of `Mlp`: the CPU engine against an independent f64 reference and against
 //! the candle engine, determinism, and learning on a small synthetic problem.
 
+// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mnist_model::{
     Activation, Backend, Device, EngineOptions, Mlp, ModelConfig, RunningMetrics, SgdMomentum,
 };
@@ -75,8 +78,14 @@ impl Reference {
     fn from_model(model: &Mlp) -> Self {
         let w = model.weights().unwrap();
         Reference {
-            kernels: w.iter().map(|l| l.kernel.iter().map(|&v| v as f64).collect()).collect(),
-            biases: w.iter().map(|l| l.bias.iter().map(|&v| v as f64).collect()).collect(),
+            kernels: w
+                .iter()
+                .map(|l| l.kernel.iter().map(|&v| v as f64).collect())
+                .collect(),
+            biases: w
+                .iter()
+                .map(|l| l.bias.iter().map(|&v| v as f64).collect())
+                .collect(),
             accum_k: w.iter().map(|l| vec![0.0; l.kernel.len()]).collect(),
             accum_b: w.iter().map(|l| vec![0.0; l.bias.len()]).collect(),
             dims: w.iter().map(|l| (l.in_dim, l.out_dim)).collect(),
@@ -133,7 +142,9 @@ impl Reference {
             }
             for k in 0..fan_in {
                 for j in 0..units {
-                    let g: f64 = (0..m).map(|i| input[i * fan_in + k] * dy[i * units + j]).sum();
+                    let g: f64 = (0..m)
+                        .map(|i| input[i * fan_in + k] * dy[i * units + j])
+                        .sum();
                     let a = &mut self.accum_k[l][k * units + j];
                     *a = momentum * *a + g;
                     self.kernels[l][k * units + j] -= lr * *a;
@@ -180,7 +191,10 @@ fn cpu_engine_matches_an_independent_f64_reference() {
             let bias: Vec<f32> = reference.biases[l].iter().map(|&v| v as f32).collect();
             let dk = max_rel_diff(&layer.kernel, &kernel);
             let db = max_rel_diff(&layer.bias, &bias);
-            assert!(dk < 2e-3 && db < 2e-3, "layer {l}: kernel diff {dk}, bias diff {db}");
+            assert!(
+                dk < 2e-3 && db < 2e-3,
+                "layer {l}: kernel diff {dk}, bias diff {db}"
+            );
         }
     }
 }
@@ -205,12 +219,24 @@ fn cpu_engine_and_candle_engine_follow_the_same_trajectory() {
     for (xs, ys) in x.chunks(32 * config.input_dim).zip(y.chunks(32)) {
         let a = fast.train_step(xs, ys, &opt).unwrap();
         let b = reference.train_step(xs, ys, &opt).unwrap();
-        assert!((a.mean_loss() - b.mean_loss()).abs() < 1e-4, "{a:?} vs {b:?}");
+        assert!(
+            (a.mean_loss() - b.mean_loss()).abs() < 1e-4,
+            "{a:?} vs {b:?}"
+        );
     }
-    for (a, b) in fast.weights().unwrap().iter().zip(reference.weights().unwrap()) {
+    for (a, b) in fast
+        .weights()
+        .unwrap()
+        .iter()
+        .zip(reference.weights().unwrap())
+    {
         let d = max_rel_diff(&a.kernel, &b.kernel);
         assert!(d < 1e-3, "{}: kernels differ by {d}", a.name);
-        assert!(max_rel_diff(&a.bias, &b.bias) < 1e-3, "{}: biases differ", a.name);
+        assert!(
+            max_rel_diff(&a.bias, &b.bias) < 1e-3,
+            "{}: biases differ",
+            a.name
+        );
     }
     let pa = fast.predict(&x[..40 * config.input_dim]).unwrap();
     let pb = reference.predict(&x[..40 * config.input_dim]).unwrap();
@@ -288,7 +314,10 @@ fn learns_a_separable_problem_and_predicts_consistently() {
     let before = model.evaluate(&tx, &ty).unwrap();
     let losses = train_epochs(&mut model, &x, &y, 8);
     let after = model.evaluate(&tx, &ty).unwrap();
-    assert!(losses[7] < losses[0], "training loss did not fall: {losses:?}");
+    assert!(
+        losses[7] < losses[0],
+        "training loss did not fall: {losses:?}"
+    );
     assert!(after.mean_loss() < before.mean_loss());
     assert!(after.accuracy() > 0.9, "test accuracy {}", after.accuracy());
     assert_eq!(model.steps_taken(), 8 * 2000u64.div_ceil(32));
@@ -297,13 +326,13 @@ fn learns_a_separable_problem_and_predicts_consistently() {
     assert_eq!(p.rows(), 500);
     assert_eq!(p.probabilities.len(), 500 * 4);
     let mut correct = 0;
-    for r in 0..500 {
+    for (r, &label) in ty.iter().enumerate() {
         let row = p.row(r).unwrap();
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(row.iter().all(|&v| (0.0..=1.0).contains(&v)));
         let best = (0..4).fold(0, |b, c| if row[c] > row[b] { c } else { b });
         assert_eq!(p.classes[r], best);
-        correct += usize::from(p.classes[r] == ty[r] as usize);
+        correct += usize::from(p.classes[r] == label as usize);
     }
     assert_eq!(correct, after.correct);
     assert!(p.row(500).is_none());
@@ -325,10 +354,18 @@ fn weights_use_keras_names_layout_and_initialisation() {
     assert_eq!(config.parameter_count(), 535_818);
     for l in &w {
         assert_eq!(l.kernel.len(), l.in_dim * l.out_dim);
-        assert!(l.bias.iter().all(|&b| b == 0.0), "{}: biases start at zero", l.name);
+        assert!(
+            l.bias.iter().all(|&b| b == 0.0),
+            "{}: biases start at zero",
+            l.name
+        );
         let limit = (6.0 / (l.in_dim + l.out_dim) as f32).sqrt();
         let max = l.kernel.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(max <= limit && max > 0.99 * limit, "{}: max {max}, limit {limit}", l.name);
+        assert!(
+            max <= limit && max > 0.99 * limit,
+            "{}: max {max}, limit {limit}",
+            l.name
+        );
     }
     // Layout [in, out]: a model whose only nonzero first-layer weight is kernel[3][5] routes
     // input feature 3 to unit 5.
@@ -347,7 +384,10 @@ fn weights_use_keras_names_layout_and_initialisation() {
     let mut x2 = vec![0f32; 784];
     x2[4] = 5.0;
     let p2 = m.predict(&x2).unwrap();
-    assert!((p2.probabilities[2] - 0.1).abs() < 1e-6, "uniform output without the path");
+    assert!(
+        (p2.probabilities[2] - 0.1).abs() < 1e-6,
+        "uniform output without the path"
+    );
 }
 
 #[test]

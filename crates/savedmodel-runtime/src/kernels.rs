@@ -577,6 +577,16 @@ fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
             }
         };
     }
+    // Broadcasting is the one place where small inputs make a large output; refuse absurd ones.
+    if out
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_none_or(|n| n > MAX_FILL_ELEMENTS)
+    {
+        return Err(format!(
+            "broadcasting {a:?} with {b:?} gives a tensor that is too large"
+        ));
+    }
     Ok(out)
 }
 

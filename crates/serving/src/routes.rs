@@ -590,13 +590,15 @@ fn cmle_resolve_registry(
         .versions
         .get(name)
         .ok_or_else(|| version_not_found(state, model, name))?;
-    let full = format!("{}/versions/{name}", model_path(state, model));
+    let full = || format!("{}/versions/{name}", model_path(state, model));
     match v.state {
         VersionState::Creating => Err(ApiError::unavailable(format!(
-            "Version {full:?} is still being created; retry later"
+            "Version {:?} is still being created; retry later",
+            full()
         ))),
         VersionState::Failed => Err(ApiError::failed_precondition(format!(
-            "Version {full:?} failed to deploy: {}",
+            "Version {:?} failed to deploy: {}",
+            full(),
             v.error_message.clone().unwrap_or_default()
         ))),
         VersionState::Ready => state
@@ -604,7 +606,8 @@ fn cmle_resolve_registry(
             .resolve(model, &VersionSpec::Number(v.serving_version))
             .map_err(|_| {
                 ApiError::unavailable(format!(
-                    "Version {full:?} is being loaded by this server; retry later"
+                    "Version {:?} is being loaded by this server; retry later",
+                    full()
                 ))
             }),
     }

@@ -657,6 +657,14 @@ mod tests {
     }
 
     #[test]
+    fn location_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone + fmt::Debug + fmt::Display + 'static>() {}
+        shareable::<Location>();
+        fn error_is_a_std_error<T: std::error::Error + Send + Sync + 'static>() {}
+        error_is_a_std_error::<StorageError>();
+    }
+
+    #[test]
     fn urls_are_canonical_and_display_is_what_was_written() {
         let gs = parse("gs://my-bucket/models/run-1/").unwrap();
         assert_eq!(gs.url(), "gs://my-bucket/models/run-1");
@@ -793,5 +801,23 @@ mod tests {
         };
         let error = StorageError::from_store(other, "list", "gs://b".into());
         assert!(matches!(error, StorageError::Backend { .. }), "{error}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn try_join_either_appends_exactly_or_refuses(relative in "[a-z./ #%_-]{0,12}") {
+            let base = parse("memory://unit-join-prop/base").unwrap();
+            match base.try_join(&relative) {
+                Ok(joined) => {
+                    proptest::prop_assert_eq!(joined.url(), format!("memory://unit-join-prop/base/{relative}"));
+                    let segments_ok = relative.split('/').all(|segment| !matches!(segment, "" | "." | ".."));
+                    proptest::prop_assert!(segments_ok);
+                }
+                Err(error) => {
+                    let is_invalid = matches!(error, StorageError::InvalidLocation { .. });
+                    proptest::prop_assert!(is_invalid);
+                }
+            }
+        }
     }
 }

@@ -118,10 +118,10 @@ unsafe fn update_tile<const KR: usize>(u: &WeightUpdate, k0: usize, j: usize) {
         let momentum = _mm256_set1_ps(u.momentum);
         let lr = _mm256_set1_ps(u.learning_rate);
         for (r, g_r) in g.iter().enumerate() {
-            for h in 0..2 {
+            for (h, &grad) in g_r.iter().enumerate() {
                 let a_ptr = u.accum.at(k0 + r, j).add(8 * h);
                 let w_ptr = u.w.at(k0 + r, j).add(8 * h);
-                let a = _mm256_fmadd_ps(momentum, _mm256_loadu_ps(a_ptr), g_r[h]);
+                let a = _mm256_fmadd_ps(momentum, _mm256_loadu_ps(a_ptr), grad);
                 _mm256_storeu_ps(a_ptr, a);
                 _mm256_storeu_ps(w_ptr, _mm256_fnmadd_ps(lr, a, _mm256_loadu_ps(w_ptr)));
             }

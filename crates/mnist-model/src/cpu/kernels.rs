@@ -179,7 +179,7 @@ pub(crate) fn row_tiles(rows: Range<usize>, mut visit: impl FnMut(usize, usize))
 /// Every matrix must cover the rows and columns the call touches; `cols` must be
 /// [`PANEL`]-aligned; `out` must not overlap the inputs nor be written by another thread.
 pub(crate) unsafe fn dense_forward(isa: Isa, f: &Forward, rows: Range<usize>, cols: Range<usize>) {
-    debug_assert!(cols.start % PANEL == 0 && cols.end % PANEL == 0);
+    debug_assert!(cols.start.is_multiple_of(PANEL) && cols.end.is_multiple_of(PANEL));
     match isa {
         // SAFETY: forwarded contract; the CPU supports AVX2 and FMA (checked by `Isa::detect`).
         #[cfg(target_arch = "x86_64")]
@@ -192,7 +192,7 @@ pub(crate) unsafe fn dense_forward(isa: Isa, f: &Forward, rows: Range<usize>, co
 /// # Safety
 /// As for [`dense_forward`]; `krows` are rows of `w`/`accum` owned by this caller.
 pub(crate) unsafe fn dense_weight_update(isa: Isa, u: &WeightUpdate, krows: Range<usize>) {
-    debug_assert!(u.n % PANEL == 0);
+    debug_assert!(u.n.is_multiple_of(PANEL));
     match isa {
         // SAFETY: forwarded contract; CPU features checked by `Isa::detect`.
         #[cfg(target_arch = "x86_64")]
@@ -205,7 +205,7 @@ pub(crate) unsafe fn dense_weight_update(isa: Isa, u: &WeightUpdate, krows: Rang
 /// # Safety
 /// As for [`dense_forward`]; `kcols` are columns of `out` owned by this caller.
 pub(crate) unsafe fn dense_input_grad(isa: Isa, g: &InputGrad, kcols: Range<usize>) {
-    debug_assert!(g.n % PANEL == 0);
+    debug_assert!(g.n.is_multiple_of(PANEL));
     match isa {
         // SAFETY: forwarded contract; CPU features checked by `Isa::detect`.
         #[cfg(target_arch = "x86_64")]
@@ -338,7 +338,7 @@ mod tests {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                if s % 7 == 0 {
+                if s.is_multiple_of(7) {
                     0.0
                 } else {
                     ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
@@ -354,10 +354,18 @@ mod tests {
     }
 
     const CASES: [Case; 4] = [
-        Case { m: 32, k: 40, n: 32 },
+        Case {
+            m: 32,
+            k: 40,
+            n: 32,
+        },
         Case { m: 7, k: 13, n: 16 },
         Case { m: 1, k: 1, n: 48 },
-        Case { m: 33, k: 29, n: 64 },
+        Case {
+            m: 33,
+            k: 29,
+            n: 64,
+        },
     ];
 
     fn packed(data: &mut [f32], k: usize) -> Packed {
@@ -391,7 +399,10 @@ mod tests {
             let x = values(case.m * case.k, 1 + c as u64);
             let mut w = values((case.n / PANEL) * (case.k * PANEL + PANEL), 2 + c as u64);
             let bias = values(case.n, 3);
-            let mask: Vec<f32> = values(case.m * ld, 4).iter().map(|v| if *v > 0.0 { 1.25 } else { 0.0 }).collect();
+            let mask: Vec<f32> = values(case.m * ld, 4)
+                .iter()
+                .map(|v| if *v > 0.0 { 1.25 } else { 0.0 })
+                .collect();
             let wp = packed(&mut w, case.k);
             // Straightforward reference in f64.
             let mut want = vec![0f32; case.m * ld];
@@ -408,13 +419,22 @@ mod tests {
             for got in each_isa(|isa| {
                 let mut out = vec![0f32; case.m * ld];
                 let f = Forward {
-                    x: MatRef { ptr: x.as_ptr(), ld: case.k },
+                    x: MatRef {
+                        ptr: x.as_ptr(),
+                        ld: case.k,
+                    },
                     k: case.k,
                     w: wp,
                     bias: bias.as_ptr(),
-                    out: MatMut { ptr: out.as_mut_ptr(), ld },
+                    out: MatMut {
+                        ptr: out.as_mut_ptr(),
+                        ld,
+                    },
                     relu: true,
-                    mask: Some(MatRef { ptr: mask.as_ptr(), ld }),
+                    mask: Some(MatRef {
+                        ptr: mask.as_ptr(),
+                        ld,
+                    }),
                 };
                 // Two calls over split rows/columns must equal one call over everything.
                 let half = (case.n / PANEL / 2) * PANEL;
@@ -465,9 +485,15 @@ mod tests {
                 let mut w = w0.clone();
                 let mut a = a0.clone();
                 let u = WeightUpdate {
-                    x: MatRef { ptr: x.as_ptr(), ld: case.k },
+                    x: MatRef {
+                        ptr: x.as_ptr(),
+                        ld: case.k,
+                    },
                     m: case.m,
-                    dy: MatRef { ptr: dy.as_ptr(), ld: ldy },
+                    dy: MatRef {
+                        ptr: dy.as_ptr(),
+                        ld: ldy,
+                    },
                     n: case.n,
                     accum: packed(&mut a, case.k),
                     w: packed(&mut w, case.k),
@@ -506,19 +532,32 @@ mod tests {
                         // SAFETY: inside the packed matrix.
                         s += dy[i * ldy + j] as f64 * unsafe { *wp.at(kk, j) } as f64;
                     }
-                    want[i * ldo + kk] = if act[i * ldo + kk] > 0.0 { s as f32 * scale } else { 0.0 };
+                    want[i * ldo + kk] = if act[i * ldo + kk] > 0.0 {
+                        s as f32 * scale
+                    } else {
+                        0.0
+                    };
                 }
             }
             for got in each_isa(|isa| {
                 let mut out = vec![0f32; case.m * ldo];
                 let g = InputGrad {
-                    dy: MatRef { ptr: dy.as_ptr(), ld: ldy },
+                    dy: MatRef {
+                        ptr: dy.as_ptr(),
+                        ld: ldy,
+                    },
                     m: case.m,
                     n: case.n,
                     w: wp,
-                    act_prev: MatRef { ptr: act.as_ptr(), ld: ldo },
+                    act_prev: MatRef {
+                        ptr: act.as_ptr(),
+                        ld: ldo,
+                    },
                     scale,
-                    out: MatMut { ptr: out.as_mut_ptr(), ld: ldo },
+                    out: MatMut {
+                        ptr: out.as_mut_ptr(),
+                        ld: ldo,
+                    },
                 };
                 // SAFETY: all buffers cover the shapes.
                 unsafe {
@@ -540,7 +579,18 @@ mod tests {
         let (a0, b0) = (accum.clone(), bias.clone());
         // SAFETY: buffers cover 5 x 80.
         unsafe {
-            bias_update(MatRef { ptr: dy.as_ptr(), ld: 80 }, 5, 0..80, accum.as_mut_ptr(), bias.as_mut_ptr(), 0.5, 0.1);
+            bias_update(
+                MatRef {
+                    ptr: dy.as_ptr(),
+                    ld: 80,
+                },
+                5,
+                0..80,
+                accum.as_mut_ptr(),
+                bias.as_mut_ptr(),
+                0.5,
+                0.1,
+            );
         }
         for j in 0..80 {
             let g: f32 = (0..5).map(|i| dy[i * 80 + j]).sum();

@@ -391,7 +391,7 @@ impl CpuEngine {
     }
 
     /// Weights in Keras layout: `([in, out] kernel, [out] bias)` per layer, padding removed.
-    pub(crate) fn weights(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
+    pub(crate) fn weights(&self) -> Vec<crate::LayerParams> {
         let mut fan_in = self.input_dim;
         self.layers
             .iter()

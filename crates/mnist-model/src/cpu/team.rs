@@ -116,7 +116,7 @@ impl SpinBarrier {
         while self.generation.load(Ordering::Acquire) == generation {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && started.elapsed() > Self::SPIN {
+            if spins.is_multiple_of(64) && started.elapsed() > Self::SPIN {
                 let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.sleepers.fetch_add(1, Ordering::SeqCst);
                 while self.generation.load(Ordering::SeqCst) == generation {
@@ -130,7 +130,12 @@ impl SpinBarrier {
 }
 
 /// Splits `0..len` into `parts` contiguous chunks aligned to `align` and returns chunk `index`.
-pub(crate) fn share(len: usize, align: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
+pub(crate) fn share(
+    len: usize,
+    align: usize,
+    parts: usize,
+    index: usize,
+) -> std::ops::Range<usize> {
     let units = len.div_ceil(align);
     let start = (units * index / parts * align).min(len);
     let end = (units * (index + 1) / parts * align).min(len);
@@ -150,7 +155,7 @@ mod tests {
                     for i in 0..parts {
                         let r = share(len, align, parts, i);
                         assert_eq!(r.start, next);
-                        assert!(r.start % align == 0 || r.start == len);
+                        assert!(r.start.is_multiple_of(align) || r.start == len);
                         next = r.end;
                     }
                     assert_eq!(next, len);
