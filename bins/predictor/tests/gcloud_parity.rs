@@ -457,7 +457,7 @@ fn predictor_local_prints_what_gcloud_prints() {
     let gcloud = run_gcloud_jobs(&jobs, &venv);
     let mut failures = Vec::new();
     let mut summary = Vec::new();
-    for (i, ((case, format), theirs)) in jobs.iter().zip(&gcloud).enumerate() {
+    for ((case, format), theirs) in jobs.iter().zip(&gcloud) {
         let what = format!("{} ({})", case.label, format.name());
         // 1. Our printer on gcloud's own values gives gcloud's bytes.
         let json_of_case = jobs
