@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// How often --model-base-path folders are polled, in seconds.
     #[arg(long, default_value_t = 1.0)]
     file_system_poll_wait_seconds: f64,
+    /// Threads one forward pass may use. Concurrency already comes from the batch workers and
+    /// the request pool, so more than 1 mostly oversubscribes the cores.
+    #[arg(long, default_value_t = 1)]
+    inference_threads: usize,
     /// How often the registry is re-read to follow other replicas, in seconds.
     #[arg(long, default_value_t = 10.0)]
     registry_poll_seconds: f64,
@@ -79,6 +83,18 @@ fn seconds(flag: &str, value: f64) -> Result<Duration> {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    // candle sizes its matrix-product parallelism from RAYON_NUM_THREADS, and without it
+    // re-reads /proc/cpuinfo on every product (a measurable share of a small forward pass).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called before the async runtime, the storage I/O runtime or any other thread
+        // is started, so no other thread can be reading the environment concurrently.
+        unsafe {
+            std::env::set_var(
+                "RAYON_NUM_THREADS",
+                args.inference_threads.max(1).to_string(),
+            )
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

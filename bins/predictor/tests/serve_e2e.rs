@@ -497,3 +497,53 @@ async fn concurrent_mutations_keep_every_version() {
         .collect();
     assert_eq!(numbers.len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_replica_follows_a_registry_on_gcs() {
+    let emulator = gcs_emulator::GcsEmulator::start_with_buckets(&["deployments"]).unwrap();
+    upload_to_gcs(&emulator, &fixture(MODEL), "gs://deployments/models/mnist").await;
+    let env = [("STORAGE_EMULATOR_HOST", emulator.endpoint())];
+    let args = [
+        "--registry",
+        "gs://deployments/registry",
+        "--registry-poll-seconds",
+        "0.3",
+    ];
+    let first = Server::start(&args, &env);
+    let second = Server::start(&args, &env);
+
+    first.cli_ok(&["models", "create", "mnist"]);
+    first.cli_ok(&[
+        "versions",
+        "create",
+        "v1",
+        "--model",
+        "mnist",
+        "--origin",
+        "gs://deployments/models/mnist",
+    ]);
+    // The second replica picks the deployment up from the shared registry and serves it.
+    second
+        .wait_for_status("mnist", Duration::from_secs(30), |b| {
+            b.contains("AVAILABLE")
+        })
+        .await;
+    assert_eq!(
+        second.cli_ok(&["models", "list"]),
+        "NAME   DEFAULT_VERSION_NAME\nmnist  v1\n"
+    );
+    let body = json!({"instances": sample_instances()}).to_string();
+    let (status, text) = second
+        .post("/v1/projects/default/models/mnist:predict", body)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_matches_tf(&json(&text)["predictions"]);
+
+    // A deletion on one replica is followed by the other.
+    first.cli_ok(&["versions", "delete", "v1", "--model", "mnist"]);
+    second
+        .wait_for_status("mnist", Duration::from_secs(30), |b| {
+            b.contains("Could not find any versions")
+        })
+        .await;
+}

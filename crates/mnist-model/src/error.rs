@@ -51,12 +51,12 @@ pub enum ModelError {
         reason: &'static str,
     },
 
-    /// The worker thread pool could not be created.
-    #[error("could not start {threads} worker threads: {source}")]
+    /// The CPU engine's worker threads could not be started.
+    #[error("could not start the CPU engine's {threads} worker threads: {source}")]
     ThreadPool {
         threads: usize,
         #[source]
-        source: rayon::ThreadPoolBuildError,
+        source: std::io::Error,
     },
 
     /// An error reported by candle (device allocation, kernel launch, copy back to the host).

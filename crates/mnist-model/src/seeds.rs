@@ -78,8 +78,55 @@ impl DropoutMasks {
         }
     }
 
-    /// Writes the multipliers (`0` or `scale`) of `row` at training `step` for the layer's
-    /// `units` into `out[..units]`; `out[units..]` (layout padding) is zeroed.
+    /// Writes the multipliers (`0` or `scale`) of rows `first_row..first_row + rows` at
+    /// training `step` for the layer's `units` into `out`, row `r` at `out[r * ld..][..ld]`:
+    /// `units` values, then `ld - units` zeros (layout padding).
+    pub(crate) fn fill_rows(
+        &self,
+        hidden_layer: usize,
+        step: u64,
+        first_row: usize,
+        units: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        let units = units.min(ld);
+        if self.threshold == 0 {
+            for row in out.chunks_mut(ld) {
+                let (live, padding) = row.split_at_mut(units.min(row.len()));
+                live.fill(self.scale);
+                padding.fill(0.0);
+            }
+            return;
+        }
+        // Consecutive rows are consecutive words of the stream: one seek per call.
+        let mut rng = ChaCha8Rng::from_seed(self.key);
+        rng.set_stream(1 + hidden_layer as u64);
+        rng.set_word_pos(((step as u128) << 40) + (first_row * units) as u128);
+        // Draw words in blocks (a bulk copy out of ChaCha's buffer) and turn them into
+        // multipliers in a loop the compiler vectorises; per-word `next_u32` calls cost more
+        // than the cipher itself here.
+        const BLOCK: usize = 64;
+        let mut bytes = [0u8; 4 * BLOCK];
+        for row in out.chunks_mut(ld) {
+            let (live, padding) = row.split_at_mut(units.min(row.len()));
+            padding.fill(0.0);
+            for chunk in live.chunks_mut(BLOCK) {
+                let bytes = &mut bytes[..4 * chunk.len()];
+                rng.fill_bytes(bytes);
+                for (m, word) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
+                    let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                    *m = if word >= self.threshold {
+                        self.scale
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+
+    /// [`DropoutMasks::fill_rows`] for a single row.
     pub(crate) fn fill_row(
         &self,
         hidden_layer: usize,
@@ -88,32 +135,8 @@ impl DropoutMasks {
         units: usize,
         out: &mut [f32],
     ) {
-        let (live, padding) = out.split_at_mut(units.min(out.len()));
-        padding.fill(0.0);
-        if self.threshold == 0 {
-            live.fill(self.scale);
-            return;
-        }
-        let mut rng = ChaCha8Rng::from_seed(self.key);
-        rng.set_stream(1 + hidden_layer as u64);
-        rng.set_word_pos(((step as u128) << 40) + (row * units) as u128);
-        // Draw words in blocks (a bulk copy out of ChaCha's buffer) and turn them into
-        // multipliers in a loop the compiler vectorises; per-word `next_u32` calls cost more
-        // than the cipher itself here.
-        const BLOCK: usize = 64;
-        let mut bytes = [0u8; 4 * BLOCK];
-        for chunk in live.chunks_mut(BLOCK) {
-            let bytes = &mut bytes[..4 * chunk.len()];
-            rng.fill_bytes(bytes);
-            for (m, word) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
-                let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-                *m = if word >= self.threshold {
-                    self.scale
-                } else {
-                    0.0
-                };
-            }
-        }
+        let ld = out.len();
+        self.fill_rows(hidden_layer, step, row, units, out, ld);
     }
 }
 
@@ -184,6 +207,14 @@ mod tests {
         for (layer, step, r) in [(0, 3, 4), (1, 4, 4), (1, 3, 5)] {
             masks.fill_row(layer, step, r, 512, &mut b);
             assert_ne!(a, b);
+        }
+        // Filling several rows at once gives exactly the rows filled one at a time.
+        let mut block = vec![9f32; 3 * 20];
+        masks.fill_rows(1, 3, 4, 17, &mut block, 20);
+        for r in 0..3 {
+            let mut one = vec![0f32; 20];
+            masks.fill_row(1, 3, 4 + r, 17, &mut one);
+            assert_eq!(&block[r * 20..(r + 1) * 20], &one[..]);
         }
         let none = DropoutMasks::new(key_from_seed(5), 0.0);
         none.fill_row(0, 0, 0, 512, &mut a);

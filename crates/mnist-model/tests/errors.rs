@@ -207,3 +207,17 @@ fn oversized_batches_are_refused() {
     let err = m.train_step(&x, &y, &OPT).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
+
+#[test]
+fn the_model_can_move_between_and_be_shared_by_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mlp>();
+    let m = model(Backend::Auto);
+    let x = vec![0.25f32; 3 * 8];
+    let expected = m.predict(&x).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| assert_eq!(m.predict(&x).unwrap(), expected));
+        }
+    });
+}

@@ -134,9 +134,10 @@ impl Batcher {
             rows,
             reply,
         };
-        let sent = self.queue.try_send(job);
+        // No longer "arriving" once queued: a worker that sees it queued must not also wait for
+        // it (that wait would delay a lone client by the whole batch timeout).
         drop(arrival);
-        match sent {
+        match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(ApiError::unavailable(

@@ -6,24 +6,43 @@
 //! words its errors differently, so requests are read here; responses are written by
 //! `tensor_json`. Numbers keep their integer-ness (`1` vs `1.0`) because integer inputs must
 //! reject `1.0` (serving_api.md A5.4).
+//!
+//! Speed matters: a predict body is mostly long lists of numbers (784 per MNIST image). Lists
+//! whose elements are all numbers are kept as [`Json::Numbers`] (16 bytes per element, no tree),
+//! and decimal literals of up to 19 significant digits are converted with Clinger's exact fast
+//! path instead of the general text-to-float routine.
 
 use std::fmt::Write as _;
 
-/// A parsed JSON value. Objects keep their members in document order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
+/// A JSON number, keeping whether it was written as an integer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
     /// An integer literal that fits `i64`.
     Int(i64),
     /// A non-negative integer literal above `i64::MAX` that fits `u64`.
     UInt(u64),
     /// Any other number (fraction, exponent, too large for an integer, `NaN`, `Infinity`).
     Float(f64),
+}
+
+/// A parsed JSON value. Objects keep their members in document order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(Number),
     Str(String),
     Array(Vec<Json>),
+    /// An array whose elements are all numbers (the usual tensor row), stored compactly.
+    Numbers(Vec<Number>),
     Object(Vec<(String, Json)>),
 }
+
+/// 10^0 … 10^22: the powers of ten that are exact doubles.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 /// Deeper nesting than this is refused instead of recursing without bound.
 const MAX_DEPTH: usize = 128;
@@ -35,9 +54,9 @@ impl Json {
             Json::Null => "Null",
             Json::Bool(true) => "True",
             Json::Bool(false) => "False",
-            Json::Int(_) | Json::UInt(_) | Json::Float(_) => "Number",
+            Json::Number(_) => "Number",
             Json::Str(_) => "String",
-            Json::Array(_) => "Array",
+            Json::Array(_) | Json::Numbers(_) => "Array",
             Json::Object(_) => "Object",
         }
     }
@@ -73,13 +92,17 @@ impl Json {
         match self {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => {
-                let _ = write!(out, "{i}");
+            Json::Number(n) => n.write(out),
+            Json::Numbers(numbers) => {
+                out.push('[');
+                for (i, n) in numbers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    n.write(out);
+                }
+                out.push(']');
             }
-            Json::UInt(u) => {
-                let _ = write!(out, "{u}");
-            }
-            Json::Float(f) => write_plain_double(out, *f),
             Json::Str(s) => write_string(out, s),
             Json::Array(items) => {
                 out.push('[');
@@ -103,6 +126,28 @@ impl Json {
                 }
                 out.push('}');
             }
+        }
+    }
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::UInt(u) => u as f64,
+            Number::Float(f) => f,
+        }
+    }
+
+    fn write(self, out: &mut String) {
+        match self {
+            Number::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Number::UInt(u) => {
+                let _ = write!(out, "{u}");
+            }
+            Number::Float(f) => write_plain_double(out, f),
         }
     }
 }
@@ -208,7 +253,7 @@ impl Parser<'_> {
             Some(b't') => self.literal(b"true", Json::Bool(true)),
             Some(b'f') => self.literal(b"false", Json::Bool(false)),
             Some(b'n') => self.literal(b"null", Json::Null),
-            Some(b'-' | b'0'..=b'9' | b'N' | b'I') => self.number(),
+            Some(b'-' | b'0'..=b'9' | b'N' | b'I') => Ok(Json::Number(self.number()?)),
             _ => self.error("Invalid value."),
         }
     }
@@ -260,12 +305,32 @@ impl Parser<'_> {
 
     fn array(&mut self, depth: usize) -> Result<Json, ParseError> {
         self.pos += 1; // '['
-        let mut items = Vec::new();
         self.skip_whitespace();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Json::Array(items));
+            return Ok(Json::Array(Vec::new()));
         }
+        // Numbers-only arrays (the common case) are collected compactly; the first element that
+        // is not a number turns the array into a general one.
+        let mut numbers = Vec::new();
+        let mut items = loop {
+            if !matches!(self.peek(), Some(b'-' | b'0'..=b'9' | b'N' | b'I')) {
+                break numbers.into_iter().map(Json::Number).collect::<Vec<_>>();
+            }
+            numbers.push(self.number()?);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Numbers(numbers));
+                }
+                _ => return self.error("Missing a comma or ']' after an array element."),
+            }
+        };
         loop {
             items.push(self.value(depth + 1)?);
             self.skip_whitespace();
@@ -370,70 +435,134 @@ impl Parser<'_> {
         }
     }
 
-    fn number(&mut self) -> Result<Json, ParseError> {
+    fn number(&mut self) -> Result<Number, ParseError> {
         let start = self.pos;
         let negative = self.peek() == Some(b'-');
         if negative {
             self.pos += 1;
         }
-        // RapidJSON's kParseNanAndInfFlag tokens.
-        for (token, value) in [
-            (&b"NaN"[..], f64::NAN),
-            (&b"Infinity"[..], f64::INFINITY),
-            (&b"Inf"[..], f64::INFINITY),
-        ] {
-            if self.input[self.pos..].starts_with(token) {
-                self.pos += token.len();
-                return Ok(Json::Float(if negative { -value } else { value }));
+        if let Some(b'N' | b'I') = self.peek() {
+            // RapidJSON's kParseNanAndInfFlag tokens.
+            for (token, value) in [
+                (&b"NaN"[..], f64::NAN),
+                (&b"Infinity"[..], f64::INFINITY),
+                (&b"Inf"[..], f64::INFINITY),
+            ] {
+                if self.input[self.pos..].starts_with(token) {
+                    self.pos += token.len();
+                    return Ok(Number::Float(if negative { -value } else { value }));
+                }
             }
+            return self.error("Invalid value.");
         }
+        // Significant digits accumulate in `mantissa` while they fit; `exact` records whether
+        // all of them did.
+        let mut mantissa: u64 = 0;
+        let mut exact = true;
+        let mut push_digit = |mantissa: &mut u64, digit: u8| {
+            if *mantissa < 1_000_000_000_000_000_000 {
+                *mantissa = *mantissa * 10 + u64::from(digit - b'0');
+                true
+            } else {
+                exact = false;
+                false
+            }
+        };
         match self.peek() {
             Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => self.skip_digits(),
+            Some(b'1'..=b'9') => {
+                while let Some(d @ b'0'..=b'9') = self.peek() {
+                    push_digit(&mut mantissa, d);
+                    self.pos += 1;
+                }
+            }
             _ => return self.error("Invalid value."),
         }
         let mut is_integer = true;
+        let mut fraction_digits: i32 = 0;
         if self.peek() == Some(b'.') {
             is_integer = false;
             self.pos += 1;
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.error("Miss fraction part in number.");
             }
-            self.skip_digits();
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                if push_digit(&mut mantissa, d) {
+                    fraction_digits += 1;
+                }
+                self.pos += 1;
+            }
         }
+        let mut exponent: i32 = 0;
         if let Some(b'e' | b'E') = self.peek() {
             is_integer = false;
             self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
+            let exponent_negative = match self.peek() {
+                Some(b'-') => {
+                    self.pos += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.pos += 1;
+                    false
+                }
+                _ => false,
+            };
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.error("Miss exponent in number.");
             }
-            self.skip_digits();
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                exponent = exponent
+                    .saturating_mul(10)
+                    .saturating_add(i32::from(d - b'0'));
+                self.pos += 1;
+            }
+            if exponent_negative {
+                exponent = -exponent;
+            }
+        }
+        if exact {
+            if is_integer {
+                if !negative {
+                    return Ok(match i64::try_from(mantissa) {
+                        Ok(i) => Number::Int(i),
+                        Err(_) => Number::UInt(mantissa),
+                    });
+                }
+                if let Ok(i) = i64::try_from(mantissa) {
+                    return Ok(Number::Int(-i));
+                }
+            } else {
+                // Clinger's fast path: both operands are exact doubles, so one correctly rounded
+                // multiplication or division gives the correctly rounded result.
+                let scale = exponent.saturating_sub(fraction_digits);
+                if mantissa <= 1 << 53 && (-22..=22).contains(&scale) {
+                    let value = mantissa as f64;
+                    let value = if scale < 0 {
+                        value / POWERS_OF_TEN[scale.unsigned_abs() as usize]
+                    } else {
+                        value * POWERS_OF_TEN[scale as usize]
+                    };
+                    return Ok(Number::Float(if negative { -value } else { value }));
+                }
+            }
         }
         // The slice holds only ASCII sign/digit/'.'/'e' bytes, so it is valid UTF-8.
         let text = std::str::from_utf8(&self.input[start..self.pos]).unwrap_or("");
         if is_integer {
             if let Ok(i) = text.parse::<i64>() {
-                return Ok(Json::Int(i));
+                return Ok(Number::Int(i));
             }
             if let Ok(u) = text.parse::<u64>() {
-                return Ok(Json::UInt(u));
+                return Ok(Number::UInt(u));
             }
         }
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Json::Float(f)),
+            Ok(f) if f.is_finite() => Ok(Number::Float(f)),
             _ => Err(ParseError {
                 reason: "Number too big to be stored in double.",
                 offset: start,
             }),
-        }
-    }
-
-    fn skip_digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
         }
     }
 }
@@ -444,17 +573,20 @@ mod tests {
 
     #[test]
     fn parses_numbers_keeping_integerness() {
-        let v = parse(b"[1, -2, 1.0, 2e3, 18446744073709551615, NaN, -Infinity]").unwrap();
-        let Json::Array(items) = v else {
-            panic!("not an array")
+        let v =
+            parse(b"[1, -2, 1.0, 2e3, 18446744073709551615, NaN, -Infinity, -9223372036854775808]")
+                .unwrap();
+        let Json::Numbers(items) = v else {
+            panic!("not a numbers array: {v:?}")
         };
-        assert_eq!(items[0], Json::Int(1));
-        assert_eq!(items[1], Json::Int(-2));
-        assert_eq!(items[2], Json::Float(1.0));
-        assert_eq!(items[3], Json::Float(2000.0));
-        assert_eq!(items[4], Json::UInt(u64::MAX));
-        assert!(matches!(items[5], Json::Float(f) if f.is_nan()));
-        assert_eq!(items[6], Json::Float(f64::NEG_INFINITY));
+        assert_eq!(items[0], Number::Int(1));
+        assert_eq!(items[1], Number::Int(-2));
+        assert_eq!(items[2], Number::Float(1.0));
+        assert_eq!(items[3], Number::Float(2000.0));
+        assert_eq!(items[4], Number::UInt(u64::MAX));
+        assert!(matches!(items[5], Number::Float(f) if f.is_nan()));
+        assert_eq!(items[6], Number::Float(f64::NEG_INFINITY));
+        assert_eq!(items[7], Number::Int(i64::MIN));
     }
 
     #[test]
@@ -512,6 +644,50 @@ mod tests {
     }
 
     #[test]
+    fn decimals_are_correctly_rounded() {
+        // Fast-path and fallback cases alike must equal the standard library's conversion.
+        let texts = [
+            "0.3294117748737335",
+            "0.0",
+            "-0.0",
+            "0.1",
+            "123.456e-7",
+            "1e22",
+            "1e23",
+            "9007199254740993.0",
+            "0.30000000000000004",
+            "1234567890123456789012.5",
+            "4.9e-324",
+            "1.7976931348623157e308",
+            "0.000000000000000000000000001",
+            "3.4028235e38",
+            "12345678901234567890.0",
+        ];
+        for text in texts {
+            let parsed = match parse(text.as_bytes()).unwrap() {
+                Json::Number(n) => n.as_f64(),
+                other => panic!("{other:?}"),
+            };
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(parsed.to_bits(), expected.to_bits(), "{text}");
+        }
+    }
+
+    #[test]
+    fn mixed_arrays_become_general_arrays() {
+        let v = parse(b"[1, \"a\", [2, 3]]").unwrap();
+        assert_eq!(
+            v,
+            Json::Array(vec![
+                Json::Number(Number::Int(1)),
+                Json::Str("a".into()),
+                Json::Numbers(vec![Number::Int(2), Number::Int(3)])
+            ])
+        );
+        assert_eq!(v.to_compact(), "[1,\"a\",[2,3]]");
+    }
+
+    #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let doc = "[".repeat(100_000);
         assert_eq!(
@@ -527,6 +703,6 @@ mod tests {
             v.to_compact(),
             r#"{"x":[1,2.5,"s",true,null,{"b64":"AA=="}]}"#
         );
-        assert_eq!(Json::Float(153.0).to_compact(), "153.0");
+        assert_eq!(Json::Number(Number::Float(153.0)).to_compact(), "153.0");
     }
 }

@@ -239,7 +239,9 @@ impl AppState {
                     return Ok((None, ()));
                 };
                 match record.versions.get_mut(&version) {
-                    Some(v) if v.serving_version == number && v.state != state => {
+                    // Only the creation's outcome is recorded: a replica that merely follows a READY
+                    // version never rewrites its state.
+                    Some(v) if v.serving_version == number && v.state == VersionState::Creating => {
                         v.state = state;
                         v.error_message = error.clone();
                     }

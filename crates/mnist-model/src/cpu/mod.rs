@@ -303,9 +303,12 @@ impl CpuEngine {
             row_loss: scratch.row_loss.as_mut_ptr(),
             row_class: scratch.row_class.as_mut_ptr(),
         });
-        self.team.run(|t, threads, barrier| {
-            // SAFETY: see `SharedPlan`; buffers were sized for `m` rows above.
-            unsafe { plan.plan().run(t, threads, barrier) }
+        let phases = plan.plan().phases(self.team.threads());
+        let chunks: Vec<usize> = phases.iter().map(|&(_, chunks)| chunks).collect();
+        self.team.run(&chunks, |phase, chunk, chunks| {
+            // SAFETY: see `SharedPlan`; buffers were sized for `m` rows above, and the team
+            // runs the phases in order.
+            unsafe { plan.plan().run_chunk(phases[phase].0, chunk, chunks) }
         });
         let mut metrics = BatchMetrics {
             examples: m,
@@ -358,9 +361,10 @@ impl CpuEngine {
             };
             let isa = self.isa;
             let last = self.layers.len() - 1;
-            self.team.run(|t, threads, _barrier| {
-                // Rows are independent at inference: each thread runs all layers on its own rows.
-                let my_rows = share(m, 1, threads, t);
+            // Rows are independent at inference: each chunk runs all layers on its own rows.
+            let chunks = m.div_ceil(16).min(CHUNKS_PER_THREAD * self.team.threads());
+            self.team.run(&[chunks], |_, chunk, chunks| {
+                let my_rows = share(m, 1, chunks, chunk);
                 let (x, layers) = shared.parts();
                 let mut input = x;
                 for (l, (out, layer)) in layers.iter().enumerate() {
@@ -377,7 +381,7 @@ impl CpuEngine {
                         relu: l < last,
                         mask: None,
                     };
-                    // SAFETY: `out` has `chunk_rows >= m` rows; this thread owns `my_rows`.
+                    // SAFETY: `out` has `chunk_rows >= m` rows; this chunk owns `my_rows`.
                     unsafe { kernels::dense_forward(isa, &f, my_rows.clone(), 0..layer.np) };
                     input = out.as_ref();
                 }
@@ -422,128 +426,168 @@ impl<'a> SharedViews<'a> {
     }
 }
 
+/// One kind of phase of a training step; see [`StepPlan::phases`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Dropout masks of every hidden layer (rows split between chunks).
+    Masks,
+    /// Forward pass of hidden layer `l` (column panels split).
+    Forward(usize),
+    /// Output layer forward, softmax cross-entropy and its gradient (rows split).
+    Output,
+    /// Backward pass of layer `l`: the input gradient for the layer below (if any) and the
+    /// fused gradient + momentum update of `W` (weight rows split), and of the bias (columns split).
+    Backward(usize),
+}
+
+/// Chunks per phase and thread: a little more than one, so a member that loses its core for a
+/// moment only delays a small piece of a phase.
+const CHUNKS_PER_THREAD: usize = 2;
+
 impl StepPlan<'_> {
-    /// One thread's share of a training step. Phases, each followed by a barrier:
-    /// dropout masks (rows split) -> each hidden layer forward (columns split) -> output layer
-    /// and loss (rows split) -> each layer's backward (weight rows split: a thread computes the
-    /// input gradient for its rows of `W` *before* updating the same rows, so no thread ever
-    /// reads weights another one is changing).
+    /// The step's phases in order, each with its number of chunks.
+    fn phases(&self, threads: usize) -> Vec<(Phase, usize)> {
+        let chunks = CHUNKS_PER_THREAD * threads;
+        let last = self.layers.len() - 1;
+        let mut phases = Vec::with_capacity(2 * self.layers.len() + 1);
+        if self.dropout.is_some() && last > 0 {
+            phases.push((Phase::Masks, chunks.min(self.m)));
+        }
+        for (l, layer) in self.layers[..last].iter().enumerate() {
+            phases.push((Phase::Forward(l), chunks.min(layer.np / PANEL)));
+        }
+        phases.push((Phase::Output, chunks.min(self.m)));
+        for l in (0..=last).rev() {
+            phases.push((Phase::Backward(l), chunks.min(self.layers[l].k)));
+        }
+        phases
+    }
+
+    /// Runs chunk `chunk` of `chunks` of `phase`.
     ///
     /// # Safety
-    /// The plan's pointers must be valid for `m` rows and owned by this step.
-    unsafe fn run(&self, t: usize, threads: usize, barrier: &dyn Fn()) {
+    /// The plan's pointers must be valid for `m` rows and owned by this step, every chunk of the
+    /// earlier phases must have completed, and no other thread may run the same chunk.
+    unsafe fn run_chunk(&self, phase: Phase, chunk: usize, chunks: usize) {
         let m = self.m;
         let isa = self.isa;
         let last = self.layers.len() - 1;
-        let my_rows = share(m, 1, threads, t);
-
-        if let Some(dropout) = &self.dropout {
-            for (l, layer) in self.layers[..last].iter().enumerate() {
-                let Some(mask) = layer.mask else { continue };
-                for r in my_rows.clone() {
-                    // SAFETY: row r of the mask buffer belongs to this thread in this phase.
-                    let row = unsafe { std::slice::from_raw_parts_mut(mask.at(r, 0), layer.np) };
-                    dropout.fill_row(l, self.step, r, layer.n, row);
+        match phase {
+            Phase::Masks => {
+                let Some(dropout) = &self.dropout else { return };
+                for (l, layer) in self.layers[..last].iter().enumerate() {
+                    let Some(mask) = layer.mask else { continue };
+                    let rows = share(m, 1, chunks, chunk);
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    // SAFETY: these rows of the mask buffer belong to this chunk; the buffer has
+                    // `m` rows of `mask.ld` floats.
+                    let block = unsafe {
+                        std::slice::from_raw_parts_mut(mask.at(rows.start, 0), rows.len() * mask.ld)
+                    };
+                    dropout.fill_rows(l, self.step, rows.start, layer.n, block, mask.ld);
                 }
             }
-            barrier();
-        }
-
-        let mut input = self.x;
-        for layer in &self.layers[..last] {
-            let f = Forward {
-                x: input,
-                k: layer.k,
-                w: layer.w,
-                bias: layer.bias,
-                out: layer.act,
-                relu: true,
-                mask: layer.mask.map(MatMut::as_ref),
-            };
-            // SAFETY: this thread owns its column share of `act`; inputs are complete (barrier).
-            unsafe { kernels::dense_forward(isa, &f, 0..m, share(layer.np, PANEL, threads, t)) };
-            barrier();
-            input = layer.act.as_ref();
-        }
-
-        let out = &self.layers[last];
-        let f = Forward {
-            x: input,
-            k: out.k,
-            w: out.w,
-            bias: out.bias,
-            out: out.act,
-            relu: false,
-            mask: None,
-        };
-        // SAFETY: this thread owns rows `my_rows` of the logits and of the output gradient.
-        unsafe { kernels::dense_forward(isa, &f, my_rows.clone(), 0..out.np) };
-        let inv_m = 1.0 / m as f32;
-        let mut probs = [0f32; crate::MAX_CLASSES];
-        for r in my_rows {
-            // SAFETY: rows owned by this thread; logits/grad rows hold `np >= n` values.
-            unsafe {
-                let logits = std::slice::from_raw_parts(out.act.at(r, 0), out.n);
-                let grad = std::slice::from_raw_parts_mut(out.grad.at(r, 0), out.np);
-                let label = usize::from(self.labels[r]);
-                let outcome = cross_entropy_row(logits, label, &mut probs, Some((grad, inv_m)));
-                *self.row_loss.add(r) = outcome.loss;
-                *self.row_class.add(r) = outcome.class as u32;
-            }
-        }
-        barrier();
-
-        let opt = self.optimizer;
-        let scale = self.dropout.map_or(1.0, |d| d.scale);
-        for l in (0..=last).rev() {
-            let layer = &self.layers[l];
-            let my_weight_rows = share(layer.k, 1, threads, t);
-            let layer_input = if l == 0 {
-                self.x
-            } else {
-                self.layers[l - 1].act.as_ref()
-            };
-            if l > 0 {
-                let g = InputGrad {
-                    dy: layer.grad.as_ref(),
-                    m,
-                    n: layer.np,
+            Phase::Forward(l) => {
+                let layer = &self.layers[l];
+                let f = Forward {
+                    x: self.input_of(l),
+                    k: layer.k,
                     w: layer.w,
-                    act_prev: layer_input,
-                    scale,
-                    out: self.layers[l - 1].grad,
+                    bias: layer.bias,
+                    out: layer.act,
+                    relu: true,
+                    mask: layer.mask.map(MatMut::as_ref),
                 };
-                // SAFETY: this thread owns columns `my_weight_rows` of the previous layer's
-                // gradient and reads only its own rows of W (nobody updates them yet).
-                unsafe { kernels::dense_input_grad(isa, &g, my_weight_rows.clone()) };
+                // SAFETY: this chunk owns its column panels of `act`; the input is complete.
+                unsafe {
+                    kernels::dense_forward(isa, &f, 0..m, share(layer.np, PANEL, chunks, chunk))
+                };
             }
-            let u = WeightUpdate {
-                x: layer_input,
-                m,
-                dy: layer.grad.as_ref(),
-                n: layer.np,
-                accum: layer.accum,
-                w: layer.w,
-                momentum: opt.momentum,
-                learning_rate: opt.learning_rate,
-            };
-            // SAFETY: this thread owns rows `my_weight_rows` of W and its accumulator.
-            unsafe { kernels::dense_weight_update(isa, &u, my_weight_rows) };
-            // SAFETY: this thread owns its column share of the bias and its accumulator.
-            unsafe {
-                kernels::bias_update(
-                    layer.grad.as_ref(),
+            Phase::Output => {
+                let out = &self.layers[last];
+                let rows = share(m, 1, chunks, chunk);
+                let f = Forward {
+                    x: self.input_of(last),
+                    k: out.k,
+                    w: out.w,
+                    bias: out.bias,
+                    out: out.act,
+                    relu: false,
+                    mask: None,
+                };
+                // SAFETY: this chunk owns `rows` of the logits and of the output gradient.
+                unsafe { kernels::dense_forward(isa, &f, rows.clone(), 0..out.np) };
+                let inv_m = 1.0 / m as f32;
+                let mut probs = [0f32; crate::MAX_CLASSES];
+                for r in rows {
+                    // SAFETY: rows owned by this chunk; logits/grad rows hold `np >= n` values.
+                    unsafe {
+                        let logits = std::slice::from_raw_parts(out.act.at(r, 0), out.n);
+                        let grad = std::slice::from_raw_parts_mut(out.grad.at(r, 0), out.np);
+                        let label = usize::from(self.labels[r]);
+                        let outcome =
+                            cross_entropy_row(logits, label, &mut probs, Some((grad, inv_m)));
+                        *self.row_loss.add(r) = outcome.loss;
+                        *self.row_class.add(r) = outcome.class as u32;
+                    }
+                }
+            }
+            Phase::Backward(l) => {
+                let layer = &self.layers[l];
+                let opt = self.optimizer;
+                let weight_rows = share(layer.k, 1, chunks, chunk);
+                let layer_input = self.input_of(l);
+                if l > 0 {
+                    let g = InputGrad {
+                        dy: layer.grad.as_ref(),
+                        m,
+                        n: layer.np,
+                        w: layer.w,
+                        act_prev: layer_input,
+                        scale: self.dropout.map_or(1.0, |d| d.scale),
+                        out: self.layers[l - 1].grad,
+                    };
+                    // SAFETY: this chunk owns columns `weight_rows` of the layer below's
+                    // gradient and reads only its own rows of W, which nobody updates yet.
+                    unsafe { kernels::dense_input_grad(isa, &g, weight_rows.clone()) };
+                }
+                let u = WeightUpdate {
+                    x: layer_input,
                     m,
-                    share(layer.np, PANEL, threads, t),
-                    layer.bias_accum,
-                    layer.bias,
-                    opt.momentum,
-                    opt.learning_rate,
-                )
-            };
-            if l > 0 {
-                barrier();
+                    dy: layer.grad.as_ref(),
+                    n: layer.np,
+                    accum: layer.accum,
+                    w: layer.w,
+                    momentum: opt.momentum,
+                    learning_rate: opt.learning_rate,
+                };
+                // SAFETY: this chunk owns rows `weight_rows` of W and of its accumulator, and
+                // has already read them for the input gradient above.
+                unsafe { kernels::dense_weight_update(isa, &u, weight_rows) };
+                // SAFETY: this chunk owns its share of the bias columns and accumulators.
+                unsafe {
+                    kernels::bias_update(
+                        layer.grad.as_ref(),
+                        m,
+                        share(layer.np, PANEL, chunks, chunk),
+                        layer.bias_accum,
+                        layer.bias,
+                        opt.momentum,
+                        opt.learning_rate,
+                    )
+                };
             }
+        }
+    }
+
+    /// What layer `l` reads: the batch for the first layer, else the layer below's output.
+    fn input_of(&self, l: usize) -> MatRef {
+        if l == 0 {
+            self.x
+        } else {
+            self.layers[l - 1].act.as_ref()
         }
     }
 }

@@ -1,130 +1,358 @@
-//! A fixed team of worker threads that run one training step together, meeting at barriers
-//! between dependent phases (layer l+1 needs all of layer l).
+//! A fixed team of threads that run one training step together.
 //!
-//! A step has about six such phases and lasts well under a millisecond, so both the hand-off to
-//! the team and the barriers must cost microseconds at most: the team is a dedicated rayon pool
-//! driven by one `broadcast` per step, and the barrier spins (sleeping after a while, so an
-//! oversubscribed machine still makes progress).
+//! A step is a sequence of *phases* (dropout masks, each layer's forward pass, the loss, each
+//! layer's backward pass); a phase needs all of the previous one, and is cut into a few
+//! *chunks* (column panels, rows or weight rows) that can run in any order on any thread. The
+//! chunks of a step are numbered in phase order and handed out through one atomic counter:
+//! whoever is free claims the next chunk and waits, if needed, until every chunk of the earlier
+//! phases is done. There is no fixed assignment of work to threads, which matters on a busy
+//! machine: if another process takes a member's core, the others simply claim its chunks
+//! instead of waiting at a barrier for it (a late member costs at most the chunk it holds).
+//! On an idle machine the chunks alternate between members and the hand-off costs a couple of
+//! atomic operations per chunk.
+//!
+//! Results do not depend on who runs a chunk: every chunk writes its own part of the outputs,
+//! and the kernels reduce each output element in a fixed order. That also lets the caller run
+//! a stretch of steps alone when the team keeps stalling (see [`RunState::record`]): a member
+//! that loses its core while holding a chunk makes everyone wait for a scheduler time slice,
+//! and on a machine busy with other work one thread is then faster than two.
+//!
+//! Why not a general-purpose pool: a step lasts well under a millisecond, and waking a sleeping
+//! worker through the kernel costs tens of microseconds (20-70 us per
+//! `rayon::ThreadPool::broadcast` measured here). The calling thread is member 0 and works too;
+//! the other members spin for the next step for [`IDLE_SPIN`] (the caller prepares the next
+//! batch in microseconds) before they go to sleep.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::cell::UnsafeCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::ModelError;
 
-/// Runs `work(thread_index, thread_count, barrier)` on every thread of the team.
-pub(crate) enum Team {
-    /// One thread: the caller's, with no synchronisation at all.
-    Single,
-    Pool {
-        pool: rayon::ThreadPool,
-        barrier: SpinBarrier,
-        threads: usize,
-    },
+/// How long an idle member spins for the next step before it sleeps.
+const IDLE_SPIN: Duration = Duration::from_micros(500);
+
+/// How long a thread spins for an earlier phase to finish before it starts yielding its core.
+const PHASE_SPIN: Duration = Duration::from_micros(20);
+
+/// `work(phase, chunk, chunks_in_phase)`.
+type ChunkWork<'a> = dyn Fn(usize, usize, usize) + Sync + 'a;
+
+/// The claim counter packs `generation (24 bits) | total chunks (20) | next chunk (20)`, so a
+/// member can tell, in one atomic operation, whether a chunk of the step it saw is left.
+const FIELD_BITS: u32 = 20;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+/// Most chunks one step may have.
+pub(crate) const MAX_CHUNKS: usize = FIELD_MASK as usize;
+
+fn pack(generation: u64, total: usize, next: usize) -> u64 {
+    (generation << (2 * FIELD_BITS)) | ((total as u64) << FIELD_BITS) | next as u64
+}
+
+fn generation_of(claims: u64) -> u64 {
+    claims >> (2 * FIELD_BITS)
+}
+
+/// Runs steps on a fixed set of threads; see the module docs.
+pub(crate) struct Team {
+    threads: usize,
+    shared: Arc<Shared>,
+    members: Vec<JoinHandle<()>>,
+    /// One step at a time, even if the model is shared between threads; also the caller-side
+    /// bookkeeping that decides when to run solo.
+    running: Mutex<RunState>,
+}
+
+/// Steps per observation window of the solo/team decision.
+const WINDOW_RUNS: u32 = 64;
+/// Steps run solo once the team has been found to stall.
+const SOLO_RUNS: u32 = 512;
+/// Waiting longer than this for another member counts as a stall (a member that lost its core),
+/// not as ordinary imbalance between chunks.
+const STALL_GRACE: Duration = Duration::from_micros(30);
+
+/// Caller-side state of [`Team::run`].
+#[derive(Default)]
+struct RunState {
+    generation: u64,
+    window_runs: u32,
+    window_time: Duration,
+    window_stalled: Duration,
+    /// Steps left to run on the caller's thread alone.
+    solo_left: u32,
+}
+
+impl RunState {
+    /// Records one team step. On a busy machine a member can lose its core while it holds a
+    /// chunk, and the caller then waits for it for a whole scheduler time slice; when that
+    /// costs more than a quarter of a window's time, the next steps run on the caller alone
+    /// (results do not depend on it), and the team is tried again afterwards.
+    fn record(&mut self, time: Duration, stalled: Duration) {
+        self.window_runs += 1;
+        self.window_time += time;
+        self.window_stalled += stalled;
+        if self.window_runs == WINDOW_RUNS {
+            if std::env::var("TEAM_DEBUG").is_ok() { eprintln!("window time {:?} stalled {:?}", self.window_time, self.window_stalled); }
+            if self.window_stalled * 4 > self.window_time {
+                self.solo_left = SOLO_RUNS;
+            }
+            self.window_runs = 0;
+            self.window_time = Duration::ZERO;
+            self.window_stalled = Duration::ZERO;
+        }
+    }
+}
+
+/// What the current step is: written by the caller before it publishes a new generation.
+struct Job {
+    /// `starts[p]` is the first chunk of phase `p`; the last entry is the total.
+    starts: Vec<usize>,
+    work: Option<*const ChunkWork<'static>>,
+}
+
+struct Shared {
+    claims: AtomicU64,
+    completed: AtomicUsize,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    job: UnsafeCell<Job>,
+    idle: Mutex<()>,
+    wake: Condvar,
+    sleepers: AtomicUsize,
+}
+
+// SAFETY: `job` is written only by `Team::run` (serialised by `Team::running`) before it
+// publishes a new generation in `claims` (SeqCst store), and read only by a thread that then
+// claimed a chunk of that generation (its compare-exchange reads that store). `Team::run` does
+// not return, nor write `job` again, until every chunk of the generation has completed, so
+// nobody reads `job` while it changes, and the erased `work` pointer is only called while the
+// closure it points to is alive. The closure itself is `Sync`.
+unsafe impl Sync for Shared {}
+// SAFETY: see above.
+unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Claims the next chunk of `generation`, if one is left.
+    fn claim(&self, generation: u64) -> Option<usize> {
+        let mut claims = self.claims.load(Ordering::Acquire);
+        loop {
+            let next = (claims & FIELD_MASK) as usize;
+            let total = ((claims >> FIELD_BITS) & FIELD_MASK) as usize;
+            if generation_of(claims) != generation || next >= total {
+                return None;
+            }
+            match self.claims.compare_exchange_weak(
+                claims,
+                claims + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(next),
+                Err(current) => claims = current,
+            }
+        }
+    }
+
+    /// Runs a claimed chunk once the phases before it are complete.
+    ///
+    /// # Safety
+    /// `chunk` must have been claimed for the current generation (so `job` is stable).
+    unsafe fn run_chunk(&self, chunk: usize) -> Duration {
+        // SAFETY: guaranteed by the caller, see `Shared`.
+        let job = unsafe { &*self.job.get() };
+        let phase = job.starts.partition_point(|&start| start <= chunk) - 1;
+        let start = job.starts[phase];
+        let stalled = wait_until(|| self.completed.load(Ordering::Acquire) >= start);
+        if let Some(work) = job.work {
+            // SAFETY: `Team::run` keeps the closure alive until every chunk has completed.
+            let work = unsafe { &*work };
+            let chunks = job.starts[phase + 1] - start;
+            if catch_unwind(AssertUnwindSafe(|| work(phase, chunk - start, chunks))).is_err() {
+                self.panicked.store(true, Ordering::SeqCst);
+            }
+        }
+        // Release: the chunk's writes are visible to whoever sees the count (the increments
+        // form one release sequence).
+        self.completed.fetch_add(1, Ordering::AcqRel);
+        stalled
+    }
+}
+
+/// Spins briefly, then yields the core until `done()`; returns how much of the wait went
+/// beyond [`STALL_GRACE`].
+fn wait_until(done: impl Fn() -> bool) -> Duration {
+    if done() {
+        return Duration::ZERO;
+    }
+    let started = Instant::now();
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins < 64 || !spins.is_multiple_of(64) || started.elapsed() < PHASE_SPIN {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    started.elapsed().saturating_sub(STALL_GRACE)
 }
 
 impl Team {
     pub(crate) fn new(threads: usize) -> Result<Self, ModelError> {
-        if threads <= 1 {
-            return Ok(Team::Single);
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("mnist-model-{i}"))
-            .build()
-            .map_err(|source| ModelError::ThreadPool { threads, source })?;
-        Ok(Team::Pool {
-            pool,
-            barrier: SpinBarrier::new(threads),
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            claims: AtomicU64::new(0),
+            completed: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            job: UnsafeCell::new(Job {
+                starts: Vec::new(),
+                work: None,
+            }),
+            idle: Mutex::new(()),
+            wake: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+        });
+        let mut team = Team {
             threads,
-        })
+            shared: shared.clone(),
+            members: Vec::with_capacity(threads - 1),
+            running: Mutex::new(RunState::default()),
+        };
+        for index in 1..threads {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("mnist-model-{index}"))
+                .spawn(move || member_loop(&shared))
+                .map_err(|source| ModelError::ThreadPool { threads, source })?;
+            // On an early return `team` is dropped, which stops the members already started.
+            team.members.push(handle);
+        }
+        Ok(team)
     }
 
     pub(crate) fn threads(&self) -> usize {
-        match self {
-            Team::Single => 1,
-            Team::Pool { threads, .. } => *threads,
-        }
+        self.threads
     }
 
-    /// Runs `work` on all threads and returns when every one has finished.
+    /// Runs a step: `work(phase, chunk, chunks_in_phase)` for every chunk of every phase, where
+    /// `chunks_per_phase[p]` is the number of chunks of phase `p`; phases run in order, the
+    /// chunks of one phase in any order and on any member. Returns when all are done.
     ///
-    /// `work` must call the barrier the same number of times on every thread, and must not
-    /// panic between barriers (the others would wait forever); the kernels it calls do not.
-    pub(crate) fn run<F>(&self, work: F)
+    /// A panic in `work` is re-raised here after the step has run to the end.
+    pub(crate) fn run<F>(&self, chunks_per_phase: &[usize], work: F)
     where
-        F: Fn(usize, usize, &dyn Fn()) + Sync,
+        F: Fn(usize, usize, usize) + Sync,
     {
-        match self {
-            Team::Single => work(0, 1, &|| {}),
-            Team::Pool {
-                pool,
-                barrier,
-                threads,
-            } => {
-                pool.broadcast(|ctx| work(ctx.index(), *threads, &|| barrier.wait()));
+        let solo = |work: &F| {
+            for (phase, &chunks) in chunks_per_phase.iter().enumerate() {
+                for chunk in 0..chunks {
+                    work(phase, chunk, chunks);
+                }
             }
+        };
+        let total: usize = chunks_per_phase.iter().sum();
+        if self.threads == 1 || total <= 1 {
+            return solo(&work);
         }
-    }
-}
-
-/// Generation-counting barrier that spins briefly, then sleeps.
-///
-/// On an idle machine the team's phases are balanced and partners arrive within microseconds,
-/// so spinning is what keeps the per-step overhead negligible. On a busy machine a partner may
-/// have lost its core; spinning then burns the very time slice it needs, so after
-/// [`SpinBarrier::SPIN`] a waiter blocks on a condition variable instead.
-pub(crate) struct SpinBarrier {
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-    sleepers: AtomicUsize,
-    threads: usize,
-    lock: Mutex<()>,
-    wake: Condvar,
-}
-
-impl SpinBarrier {
-    const SPIN: Duration = Duration::from_micros(50);
-
-    pub(crate) fn new(threads: usize) -> Self {
-        SpinBarrier {
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-            sleepers: AtomicUsize::new(0),
-            threads,
-            lock: Mutex::new(()),
-            wake: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn wait(&self) {
-        let generation = self.generation.load(Ordering::SeqCst);
-        if self.arrived.fetch_add(1, Ordering::SeqCst) + 1 == self.threads {
-            self.arrived.store(0, Ordering::SeqCst);
-            self.generation
-                .store(generation.wrapping_add(1), Ordering::SeqCst);
-            // SeqCst pairs with the sleeper's increment-then-check below: either it sees the
-            // new generation, or we see it counted and wake it under the lock.
-            if self.sleepers.load(Ordering::SeqCst) > 0 {
-                let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                self.wake.notify_all();
-            }
-            return;
+        assert!(total <= MAX_CHUNKS, "{total} chunks in one step");
+        let shared = &*self.shared;
+        let mut state = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if state.solo_left > 0 {
+            state.solo_left -= 1;
+            return solo(&work);
         }
         let started = Instant::now();
+        let mut stalled = Duration::ZERO;
+        state.generation = (state.generation + 1) & ((1 << (64 - 2 * FIELD_BITS)) - 1);
+        let generation = &state.generation;
+        let work_ref: &ChunkWork<'_> = &work;
+        // SAFETY: only the lifetime is erased; this function does not return (or unwind past
+        // `work`) before every chunk has completed, and no member calls `work` after that.
+        let erased: *const ChunkWork<'static> =
+            unsafe { std::mem::transmute(work_ref as *const ChunkWork<'_>) };
+        {
+            // SAFETY: no chunk of the previous generation is running or left (we waited for
+            // all of them), and the new generation is not published yet: nobody reads `job`.
+            let job = unsafe { &mut *shared.job.get() };
+            job.starts.clear();
+            job.starts.push(0);
+            let mut sum = 0;
+            for &chunks in chunks_per_phase {
+                sum += chunks;
+                job.starts.push(sum);
+            }
+            job.work = Some(erased);
+        }
+        shared.completed.store(0, Ordering::Relaxed);
+        shared
+            .claims
+            .store(pack(*generation, total, 0), Ordering::SeqCst);
+        if shared.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_all();
+        }
+        while let Some(chunk) = shared.claim(*generation) {
+            // SAFETY: claimed for the current generation.
+            stalled += unsafe { shared.run_chunk(chunk) };
+        }
+        stalled += wait_until(|| shared.completed.load(Ordering::Acquire) >= total);
+        state.record(started.elapsed(), stalled);
+        if shared.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a chunk of a mnist-model step panicked");
+        }
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _guard = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_all();
+        }
+        for member in self.members.drain(..) {
+            // A member never panics outside `catch_unwind`; nothing useful to do if it did.
+            let _ = member.join();
+        }
+    }
+}
+
+fn member_loop(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        // Wait for a new step: spin first (steps follow each other within microseconds), then
+        // sleep until `Team::run` or `Team::drop` wakes us.
+        let started = Instant::now();
         let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) && started.elapsed() > Self::SPIN {
-                let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                self.sleepers.fetch_add(1, Ordering::SeqCst);
-                while self.generation.load(Ordering::SeqCst) == generation {
-                    guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-                }
-                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
+            let generation = generation_of(shared.claims.load(Ordering::Acquire));
+            if generation != seen {
+                seen = generation;
+                break;
+            }
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) && started.elapsed() > IDLE_SPIN {
+                let mut guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+                shared.sleepers.fetch_add(1, Ordering::SeqCst);
+                while generation_of(shared.claims.load(Ordering::SeqCst)) == seen
+                    && !shared.shutdown.load(Ordering::SeqCst)
+                {
+                    guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        while let Some(chunk) = shared.claim(seen) {
+            // SAFETY: claimed for the generation it belongs to.
+            unsafe { shared.run_chunk(chunk) };
         }
     }
 }
@@ -165,20 +393,100 @@ mod tests {
     }
 
     #[test]
-    fn barrier_orders_phases() {
+    fn phases_run_in_order_and_every_chunk_exactly_once() {
         let team = Team::new(3).unwrap();
-        let slots: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
-        let ok = AtomicUsize::new(0);
-        team.run(|t, n, barrier| {
-            for round in 1..=200 {
-                slots[t].store(round, Ordering::Relaxed);
-                barrier();
-                if (0..n).all(|o| slots[o].load(Ordering::Relaxed) == round) {
-                    ok.fetch_add(1, Ordering::Relaxed);
+        let phases = [4usize, 1, 7, 3];
+        for _ in 0..300 {
+            let done: Vec<AtomicUsize> = phases.iter().map(|_| AtomicUsize::new(0)).collect();
+            let seen: Vec<Vec<AtomicUsize>> = phases
+                .iter()
+                .map(|&n| (0..n).map(|_| AtomicUsize::new(0)).collect())
+                .collect();
+            let out_of_order = AtomicBool::new(false);
+            team.run(&phases, |phase, chunk, chunks| {
+                assert_eq!(chunks, phases[phase]);
+                if phase > 0 && done[phase - 1].load(Ordering::Acquire) != phases[phase - 1] {
+                    out_of_order.store(true, Ordering::Relaxed);
                 }
-                barrier();
+                seen[phase][chunk].fetch_add(1, Ordering::Relaxed);
+                done[phase].fetch_add(1, Ordering::Release);
+            });
+            assert!(!out_of_order.load(Ordering::Relaxed));
+            for (p, chunks) in seen.iter().enumerate() {
+                for (c, count) in chunks.iter().enumerate() {
+                    assert_eq!(count.load(Ordering::Relaxed), 1, "phase {p} chunk {c}");
+                }
             }
+        }
+    }
+
+    #[test]
+    fn a_panicking_chunk_is_reported_and_the_team_survives() {
+        let team = Team::new(2).unwrap();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            team.run(&[2, 2], |phase, chunk, _| {
+                if phase == 0 && chunk == 1 {
+                    panic!("chunk failure");
+                }
+            })
+        }));
+        assert!(result.is_err());
+        let count = AtomicUsize::new(0);
+        team.run(&[3, 3], |_, _, _| {
+            count.fetch_add(1, Ordering::Relaxed);
         });
-        assert_eq!(ok.load(Ordering::Relaxed), 600);
+        assert_eq!(count.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn sleeping_members_wake_up_and_share_the_work() {
+        let team = Team::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let helped = AtomicUsize::new(0);
+        for _ in 0..3 {
+            // Longer than IDLE_SPIN: the member is asleep and must be woken.
+            std::thread::sleep(IDLE_SPIN * 3);
+            team.run(&[8], |_, _, _| {
+                std::thread::sleep(Duration::from_millis(2));
+                if std::thread::current().id() != caller {
+                    helped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        assert!(
+            helped.load(Ordering::Relaxed) > 0,
+            "the member never took a chunk"
+        );
+    }
+
+    #[test]
+    fn stalling_teams_fall_back_to_the_caller_for_a_while() {
+        let mut state = RunState::default();
+        for _ in 0..WINDOW_RUNS {
+            state.record(Duration::from_micros(500), Duration::from_micros(50));
+        }
+        assert_eq!(state.solo_left, 0, "10% stalls are tolerated");
+        for _ in 0..WINDOW_RUNS {
+            state.record(Duration::from_micros(900), Duration::from_micros(400));
+        }
+        assert_eq!(state.solo_left, SOLO_RUNS);
+        // Solo steps run entirely on the caller, and give the same results.
+        let team = Team::new(2).unwrap();
+        team.running.lock().unwrap().solo_left = 3;
+        let caller = std::thread::current().id();
+        for _ in 0..3 {
+            team.run(&[4, 4], |_, _, _| {
+                assert_eq!(std::thread::current().id(), caller)
+            });
+        }
+        assert_eq!(team.running.lock().unwrap().solo_left, 0);
+    }
+
+    #[test]
+    fn a_single_thread_team_runs_everything_in_order() {
+        let team = Team::new(1).unwrap();
+        let order = Mutex::new(Vec::new());
+        team.run(&[2, 0, 1], |p, c, _| order.lock().unwrap().push((p, c)));
+        assert_eq!(*order.lock().unwrap(), [(0, 0), (0, 1), (2, 0)]);
     }
 }
