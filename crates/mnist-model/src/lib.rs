@@ -89,7 +89,8 @@ impl EngineOptions {
 }
 
 enum Engine {
-    Cpu(CpuEngine),
+    // Boxed: the CPU engine carries its buffers' bookkeeping inline and is much larger.
+    Cpu(Box<CpuEngine>),
     Candle(CandleEngine),
 }
 
@@ -212,13 +213,13 @@ impl Mlp {
         let dropout =
             (config.dropout_rate > 0.0).then(|| DropoutMasks::new(key, config.dropout_rate));
         let engine = match (options.backend, device) {
-            (Backend::Auto, Device::Cpu) => Engine::Cpu(CpuEngine::new(
+            (Backend::Auto, Device::Cpu) => Engine::Cpu(Box::new(CpuEngine::new(
                 dims,
                 kernels,
                 biases,
                 dropout,
                 options.resolved_threads(),
-            )?),
+            )?)),
             _ => Engine::Candle(CandleEngine::new(device, dims, kernels, biases, dropout)?),
         };
         Ok(Mlp {

@@ -28,8 +28,11 @@
 //! - Safety limits are on by default: 127.0.0.1, 1.5 MB bodies (413), bounded in-flight
 //!   requests (503 + `Retry-After`), a request timeout (504), an optional bearer token on
 //!   mutating calls (401) and optional `--allow-origin` prefixes for deployment URIs.
-//! - Request JSON is read by a small RapidJSON-compatible reader ([`json`]) because TF
-//!   Serving accepts `NaN`/`Infinity` and clients see RapidJSON's error texts.
+//! - Request JSON is read by a small RapidJSON-compatible reader ([`json`]) and converted with
+//!   TF Serving's rules ([`tensor_json`]): TF Serving accepts `NaN`/`Infinity`, has a columnar
+//!   format and its own error texts, which `predict-json`'s gcloud-rule instance reader
+//!   deliberately does not. Response bodies (row, columnar, error) are `predict-json`'s TF
+//!   Serving writers, kept there with the other output formats.
 
 pub mod batching;
 pub mod json;

@@ -166,14 +166,22 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        self.try_post(path, body).await.unwrap()
+    }
+
+    /// Like `post`, but hands back transport errors instead of panicking.
+    pub async fn try_post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<(u16, String), reqwest::Error> {
         let response = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+            .await?;
+        Ok((response.status().as_u16(), response.text().await?))
     }
 
     pub async fn request(

@@ -13,9 +13,7 @@
 //!
 //! Results do not depend on who runs a chunk: every chunk writes its own part of the outputs,
 //! and the kernels reduce each output element in a fixed order. That also lets the caller run
-//! a stretch of steps alone when the team keeps stalling (see [`RunState::record`]): a member
-//! that loses its core while holding a chunk makes everyone wait for a scheduler time slice,
-//! and on a machine busy with other work one thread is then faster than two.
+//! stretches of steps alone when that turns out faster (see [`RunState`]).
 //!
 //! Why not a general-purpose pool: a step lasts well under a millisecond, and waking a sleeping
 //! worker through the kernel costs tens of microseconds (20-70 us per
@@ -66,42 +64,88 @@ pub(crate) struct Team {
     running: Mutex<RunState>,
 }
 
-/// Steps per observation window of the solo/team decision.
-const WINDOW_RUNS: u32 = 64;
-/// Steps run solo once the team has been found to stall.
-const SOLO_RUNS: u32 = 512;
-/// Waiting longer than this for another member counts as a stall (a member that lost its core),
-/// not as ordinary imbalance between chunks.
-const STALL_GRACE: Duration = Duration::from_micros(30);
-
-/// Caller-side state of [`Team::run`].
-#[derive(Default)]
+/// The caller's choice between running a step with the team or alone, re-examined
+/// periodically by timing both (results are the same either way).
+///
+/// On an idle machine the team is about twice as fast. On a machine busy with other work a
+/// member regularly loses its core while it holds a chunk, everyone waits for it for a
+/// scheduler time slice, and one thread is faster than two. Nothing but measuring tells the two
+/// apart, so the caller runs a few steps each way, keeps the faster way for a while, and
+/// measures again. Probing the slower way costs a few percent at most.
+#[derive(Debug, Default)]
 struct RunState {
     generation: u64,
-    window_runs: u32,
-    window_time: Duration,
-    window_stalled: Duration,
-    /// Steps left to run on the caller's thread alone.
-    solo_left: u32,
+    /// Chunk layout `(phases, chunks)` of the steps being timed; another layout (inference after
+    /// training, another batch size) starts the measurements over.
+    layout: (usize, usize),
+    mode: Mode,
+    /// Steps left in the current mode.
+    left: u32,
+    /// Time spent in the current mode.
+    spent: Duration,
+    /// Mean step time with the team, from the last team probe.
+    team_step: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Mode {
+    /// Untimed team steps while caches and page tables warm up.
+    #[default]
+    WarmUp,
+    TeamProbe,
+    SoloProbe,
+    /// Steps run the faster way found by the last probes.
+    Exploit {
+        solo: bool,
+    },
+}
+
+const WARM_UP_STEPS: u32 = 8;
+const TEAM_PROBE_STEPS: u32 = 32;
+const SOLO_PROBE_STEPS: u32 = 16;
+const EXPLOIT_STEPS: u32 = 1024;
+
 impl RunState {
-    /// Records one team step. On a busy machine a member can lose its core while it holds a
-    /// chunk, and the caller then waits for it for a whole scheduler time slice; when that
-    /// costs more than a quarter of a window's time, the next steps run on the caller alone
-    /// (results do not depend on it), and the team is tried again afterwards.
-    fn record(&mut self, time: Duration, stalled: Duration) {
-        self.window_runs += 1;
-        self.window_time += time;
-        self.window_stalled += stalled;
-        if self.window_runs == WINDOW_RUNS {
-            if std::env::var("TEAM_DEBUG").is_ok() { eprintln!("window time {:?} stalled {:?}", self.window_time, self.window_stalled); }
-            if self.window_stalled * 4 > self.window_time {
-                self.solo_left = SOLO_RUNS;
+    /// Whether the next step runs on the caller alone.
+    fn solo_next(&mut self, layout: (usize, usize)) -> bool {
+        if layout != self.layout {
+            self.layout = layout;
+            self.enter(Mode::WarmUp);
+        }
+        matches!(self.mode, Mode::SoloProbe | Mode::Exploit { solo: true })
+    }
+
+    fn enter(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.spent = Duration::ZERO;
+        self.left = match mode {
+            Mode::WarmUp => WARM_UP_STEPS,
+            Mode::TeamProbe => TEAM_PROBE_STEPS,
+            Mode::SoloProbe => SOLO_PROBE_STEPS,
+            Mode::Exploit { .. } => EXPLOIT_STEPS,
+        };
+    }
+
+    /// Records how long the step chosen by [`RunState::solo_next`] took.
+    fn record(&mut self, time: Duration) {
+        self.spent += time;
+        self.left = self.left.saturating_sub(1);
+        if self.left > 0 {
+            return;
+        }
+        match self.mode {
+            Mode::WarmUp => self.enter(Mode::TeamProbe),
+            Mode::TeamProbe => {
+                self.team_step = self.spent / TEAM_PROBE_STEPS;
+                self.enter(Mode::SoloProbe);
             }
-            self.window_runs = 0;
-            self.window_time = Duration::ZERO;
-            self.window_stalled = Duration::ZERO;
+            Mode::SoloProbe => {
+                let solo_step = self.spent / SOLO_PROBE_STEPS;
+                self.enter(Mode::Exploit {
+                    solo: solo_step < self.team_step,
+                });
+            }
+            Mode::Exploit { .. } => self.enter(Mode::TeamProbe),
         }
     }
 }
@@ -160,12 +204,12 @@ impl Shared {
     ///
     /// # Safety
     /// `chunk` must have been claimed for the current generation (so `job` is stable).
-    unsafe fn run_chunk(&self, chunk: usize) -> Duration {
+    unsafe fn run_chunk(&self, chunk: usize) {
         // SAFETY: guaranteed by the caller, see `Shared`.
         let job = unsafe { &*self.job.get() };
         let phase = job.starts.partition_point(|&start| start <= chunk) - 1;
         let start = job.starts[phase];
-        let stalled = wait_until(|| self.completed.load(Ordering::Acquire) >= start);
+        wait_until(|| self.completed.load(Ordering::Acquire) >= start);
         if let Some(work) = job.work {
             // SAFETY: `Team::run` keeps the closure alive until every chunk has completed.
             let work = unsafe { &*work };
@@ -177,15 +221,13 @@ impl Shared {
         // Release: the chunk's writes are visible to whoever sees the count (the increments
         // form one release sequence).
         self.completed.fetch_add(1, Ordering::AcqRel);
-        stalled
     }
 }
 
-/// Spins briefly, then yields the core until `done()`; returns how much of the wait went
-/// beyond [`STALL_GRACE`].
-fn wait_until(done: impl Fn() -> bool) -> Duration {
+/// Spins briefly, then yields the core until `done()`.
+fn wait_until(done: impl Fn() -> bool) {
     if done() {
-        return Duration::ZERO;
+        return;
     }
     let started = Instant::now();
     let mut spins = 0u32;
@@ -197,7 +239,6 @@ fn wait_until(done: impl Fn() -> bool) -> Duration {
             std::thread::yield_now();
         }
     }
-    started.elapsed().saturating_sub(STALL_GRACE)
 }
 
 impl Team {
@@ -261,12 +302,12 @@ impl Team {
         assert!(total <= MAX_CHUNKS, "{total} chunks in one step");
         let shared = &*self.shared;
         let mut state = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if state.solo_left > 0 {
-            state.solo_left -= 1;
-            return solo(&work);
-        }
         let started = Instant::now();
-        let mut stalled = Duration::ZERO;
+        if state.solo_next((chunks_per_phase.len(), total)) {
+            solo(&work);
+            state.record(started.elapsed());
+            return;
+        }
         state.generation = (state.generation + 1) & ((1 << (64 - 2 * FIELD_BITS)) - 1);
         let generation = &state.generation;
         let work_ref: &ChunkWork<'_> = &work;
@@ -297,10 +338,10 @@ impl Team {
         }
         while let Some(chunk) = shared.claim(*generation) {
             // SAFETY: claimed for the current generation.
-            stalled += unsafe { shared.run_chunk(chunk) };
+            unsafe { shared.run_chunk(chunk) };
         }
-        stalled += wait_until(|| shared.completed.load(Ordering::Acquire) >= total);
-        state.record(started.elapsed(), stalled);
+        wait_until(|| shared.completed.load(Ordering::Acquire) >= total);
+        state.record(started.elapsed());
         if shared.panicked.swap(false, Ordering::SeqCst) {
             panic!("a chunk of a mnist-model step panicked");
         }
@@ -460,26 +501,48 @@ mod tests {
     }
 
     #[test]
-    fn stalling_teams_fall_back_to_the_caller_for_a_while() {
+    fn the_faster_way_is_kept_after_probing_both() {
+        let layout = (3, 12);
+        let probes = WARM_UP_STEPS + TEAM_PROBE_STEPS + SOLO_PROBE_STEPS;
+        let run = |state: &mut RunState, team: u64, solo: u64, steps: u32| {
+            let mut solo_steps = 0;
+            for _ in 0..steps {
+                let is_solo = state.solo_next(layout);
+                solo_steps += u32::from(is_solo);
+                state.record(Duration::from_micros(if is_solo { solo } else { team }));
+            }
+            solo_steps
+        };
+        // Idle machine: the team is faster; only the probe runs solo.
         let mut state = RunState::default();
-        for _ in 0..WINDOW_RUNS {
-            state.record(Duration::from_micros(500), Duration::from_micros(50));
-        }
-        assert_eq!(state.solo_left, 0, "10% stalls are tolerated");
-        for _ in 0..WINDOW_RUNS {
-            state.record(Duration::from_micros(900), Duration::from_micros(400));
-        }
-        assert_eq!(state.solo_left, SOLO_RUNS);
-        // Solo steps run entirely on the caller, and give the same results.
+        assert_eq!(run(&mut state, 800, 1500, probes + 500), SOLO_PROBE_STEPS);
+        assert_eq!(state.mode, Mode::Exploit { solo: false });
+        // Busy machine: solo is faster and is kept.
+        let mut state = RunState::default();
+        assert_eq!(
+            run(&mut state, 2500, 1600, probes + 500),
+            SOLO_PROBE_STEPS + 500
+        );
+        // After the exploit stretch, both are measured again.
+        run(&mut state, 2500, 1600, EXPLOIT_STEPS - 500);
+        assert_eq!(state.mode, Mode::TeamProbe);
+        // Another layout starts over with team steps.
+        assert!(!state.solo_next((1, 4)));
+        assert_eq!(state.mode, Mode::WarmUp);
+        // Solo steps run entirely on the caller.
         let team = Team::new(2).unwrap();
-        team.running.lock().unwrap().solo_left = 3;
+        {
+            let mut state = team.running.lock().unwrap();
+            state.layout = (2, 8);
+            state.mode = Mode::Exploit { solo: true };
+            state.left = 10;
+        }
         let caller = std::thread::current().id();
         for _ in 0..3 {
             team.run(&[4, 4], |_, _, _| {
                 assert_eq!(std::thread::current().id(), caller)
             });
         }
-        assert_eq!(team.running.lock().unwrap().solo_left, 0);
     }
 
     #[test]
