@@ -95,6 +95,8 @@ fn run(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(cli)?;
     let train = &settings.train;
 
+    // Before the data: a device that is not there should fail the run at once.
+    let device = select_device(settings.device)?;
     let load_start = Instant::now();
     let splits = idx_dataset::load_mnist_blocking(&settings.train_file)
         .with_context(|| format!("loading MNIST from {}", settings.train_file))?;
@@ -126,7 +128,6 @@ fn run(cli: Cli) -> Result<()> {
         num_classes: NUM_CLASSES,
         ..ModelConfig::default()
     };
-    let device = select_device(settings.device)?;
     let options = EngineOptions {
         threads: settings.threads,
         ..EngineOptions::default()

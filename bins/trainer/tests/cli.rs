@@ -349,6 +349,18 @@ fn bad_flags_are_reported_clearly() {
             text(&out.stderr)
         );
     }
+    // A device this build or machine does not have fails before any data is read.
+    if !cfg!(feature = "cuda") {
+        let out = fails_with(
+            &["--train-file", data, "--job-dir", job, "--device", "cuda"],
+            &["error: --device cuda", "cuda"],
+        );
+        assert!(
+            !text(&out.stderr).contains("Loaded"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
     assert!(
         !Path::new(job).exists(),
         "nothing written for a run that never started"

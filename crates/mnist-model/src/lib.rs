@@ -13,7 +13,8 @@
 //!   with dropout off. The data pipeline lives elsewhere (`idx-dataset`): the model takes plain
 //!   `[rows, input_dim]` feature slices and byte labels, so it can be fed from anything.
 //! * The caller picks a candle [`Device`]. On the CPU the model runs on its own engine
-//!   (`cpu` module: explicit forward/backward with fused AVX2 kernels and a fixed thread team),
+//!   (`cpu` module: explicit forward/backward with fused AVX2 kernels, run by a small thread
+//!   team that falls back to one thread when a busy machine makes two slower),
 //!   because training speed on a small CPU is a requirement and per-op tensor frameworks spend
 //!   more time allocating and synchronising than computing at batch size 32. On other devices
 //!   (CUDA with the `cuda` feature) it runs the same algorithm as candle tensor ops. Both are

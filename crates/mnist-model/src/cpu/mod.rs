@@ -1,16 +1,22 @@
-//! The CPU engine: an explicit forward and backward pass over preallocated buffers, split
-//! across a fixed team of threads, with hand-written AVX2/FMA kernels.
+//! The CPU engine: an explicit forward and backward pass over preallocated buffers, with
+//! hand-written AVX2/FMA kernels, run by a small team of threads (`team`).
 //!
 //! Why not candle's autograd on the CPU: a batch-32 step of this network is ~38 M multiply-adds,
-//! about half a millisecond on two cores, and an autograd step allocates dozens of tensors and
-//! runs a dozen separate passes over the weights (matmul, gradient, momentum, update); PyTorch
-//! is faster than that. Here every weight matrix is touched three times per step (forward,
-//! input gradient, fused gradient + momentum update) and nothing is allocated.
+//! under a millisecond on two cores, while an autograd step allocates dozens of tensors and makes
+//! a dozen separate passes over the weights (matmul, gradient, momentum, update); PyTorch is
+//! faster than that, and the trainer must not be slower than PyTorch. Here every weight matrix
+//! is touched three times per step (forward, input gradient, fused gradient + momentum update),
+//! and all activation, gradient and mask buffers are allocated once and reused.
+//!
+//! A step is a list of phases (masks, each layer forward, loss, each layer backward), each cut
+//! into chunks that any member of the team may run; see `team` for how they are handed out and
+//! why the result does not depend on it.
 //!
 //! Layout: every layer's width is padded to a multiple of [`kernels::PANEL`] with zero weights
-//! (which stay zero: their inputs or output gradients are zero), and every row-major buffer gets
-//! 16 floats of slack in its leading dimension so that rows do not all map to the same cache
-//! sets. Weights leave the engine unpadded, in Keras's `[in, out]` layout.
+//! (which stay zero: their inputs or output gradients are zero); weights and momentum slots are
+//! stored panel-major (see [`kernels::Packed`]); every row-major buffer gets 16 floats of slack
+//! in its leading dimension so that rows do not all map to the same cache sets. Weights leave
+//! the engine unpadded, in Keras's `[in, out]` layout.
 
 pub(crate) mod kernels;
 pub(crate) mod team;

@@ -81,9 +81,9 @@ struct RunState {
     mode: Mode,
     /// Steps left in the current mode.
     left: u32,
-    /// Time spent in the current mode.
-    spent: Duration,
-    /// Mean step time with the team, from the last team probe.
+    /// Step times of the current probe.
+    times: Vec<Duration>,
+    /// Typical step time with the team, from the last team probe.
     team_step: Duration,
 }
 
@@ -103,7 +103,19 @@ enum Mode {
 const WARM_UP_STEPS: u32 = 8;
 const TEAM_PROBE_STEPS: u32 = 32;
 const SOLO_PROBE_STEPS: u32 = 16;
-const EXPLOIT_STEPS: u32 = 1024;
+/// How long a decision for the team stands before both ways are measured again.
+const TEAM_EXPLOIT_STEPS: u32 = 1024;
+/// A decision to run alone is re-examined sooner: wrongly made (a disturbance during the team
+/// probe), it halves the speed on an idle machine.
+const SOLO_EXPLOIT_STEPS: u32 = 256;
+
+/// Mean step time of a probe without its slowest eighth: one step that happened to be
+/// preempted should not decide the next thousand.
+fn typical(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    let kept = &times[..times.len() - times.len() / 8];
+    kept.iter().sum::<Duration>() / kept.len().max(1) as u32
+}
 
 impl RunState {
     /// Whether the next step runs on the caller alone.
@@ -117,18 +129,21 @@ impl RunState {
 
     fn enter(&mut self, mode: Mode) {
         self.mode = mode;
-        self.spent = Duration::ZERO;
+        self.times.clear();
         self.left = match mode {
             Mode::WarmUp => WARM_UP_STEPS,
             Mode::TeamProbe => TEAM_PROBE_STEPS,
             Mode::SoloProbe => SOLO_PROBE_STEPS,
-            Mode::Exploit { .. } => EXPLOIT_STEPS,
+            Mode::Exploit { solo: false } => TEAM_EXPLOIT_STEPS,
+            Mode::Exploit { solo: true } => SOLO_EXPLOIT_STEPS,
         };
     }
 
     /// Records how long the step chosen by [`RunState::solo_next`] took.
     fn record(&mut self, time: Duration) {
-        self.spent += time;
+        if matches!(self.mode, Mode::TeamProbe | Mode::SoloProbe) {
+            self.times.push(time);
+        }
         self.left = self.left.saturating_sub(1);
         if self.left > 0 {
             return;
@@ -136,14 +151,14 @@ impl RunState {
         match self.mode {
             Mode::WarmUp => self.enter(Mode::TeamProbe),
             Mode::TeamProbe => {
-                self.team_step = self.spent / TEAM_PROBE_STEPS;
+                self.team_step = typical(&mut self.times);
                 self.enter(Mode::SoloProbe);
             }
             Mode::SoloProbe => {
-                let solo_step = self.spent / SOLO_PROBE_STEPS;
-                self.enter(Mode::Exploit {
-                    solo: solo_step < self.team_step,
-                });
+                // Alone only when clearly faster: the team's advantage on an idle machine is
+                // large, a small one for running alone is within the noise.
+                let solo = typical(&mut self.times) * 5 < self.team_step * 4;
+                self.enter(Mode::Exploit { solo });
             }
             Mode::Exploit { .. } => self.enter(Mode::TeamProbe),
         }
@@ -517,15 +532,28 @@ mod tests {
         let mut state = RunState::default();
         assert_eq!(run(&mut state, 800, 1500, probes + 500), SOLO_PROBE_STEPS);
         assert_eq!(state.mode, Mode::Exploit { solo: false });
-        // Busy machine: solo is faster and is kept.
+        // Busy machine: solo is clearly faster and is kept for a while...
         let mut state = RunState::default();
         assert_eq!(
-            run(&mut state, 2500, 1600, probes + 500),
-            SOLO_PROBE_STEPS + 500
+            run(&mut state, 2500, 1600, probes + 200),
+            SOLO_PROBE_STEPS + 200
         );
-        // After the exploit stretch, both are measured again.
-        run(&mut state, 2500, 1600, EXPLOIT_STEPS - 500);
+        // ...then both are measured again.
+        run(&mut state, 2500, 1600, SOLO_EXPLOIT_STEPS - 200);
         assert_eq!(state.mode, Mode::TeamProbe);
+        // Not clearly faster alone (within 20%): stay with the team.
+        let mut state = RunState::default();
+        assert_eq!(run(&mut state, 1000, 900, probes + 100), SOLO_PROBE_STEPS);
+        // One preempted team step does not flip the decision.
+        let mut state = RunState::default();
+        let mut solo_steps = 0;
+        for i in 0..probes + 100 {
+            let is_solo = state.solo_next(layout);
+            solo_steps += u32::from(is_solo);
+            let team = if i == WARM_UP_STEPS + 3 { 50_000 } else { 800 };
+            state.record(Duration::from_micros(if is_solo { 1500 } else { team }));
+        }
+        assert_eq!(solo_steps, SOLO_PROBE_STEPS);
         // Another layout starts over with team steps.
         assert!(!state.solo_next((1, 4)));
         assert_eq!(state.mode, Mode::WarmUp);
