@@ -12,7 +12,6 @@ so the one-off graph tracing before the first epoch is excluded but the first ep
 tracing is not), test_loss, test_accuracy.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -24,13 +23,7 @@ import mnist_data  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="testdata/mnist")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    args = mnist_data.parse_args()
 
     import tensorflow as tf
 

@@ -1,9 +1,11 @@
 """Reads the MNIST IDX files (gzip or raw, detected by content) for the peer benchmarks.
 
 Shared by pytorch_mlp.py and keras_mlp.py so both peers see exactly the data the Rust trainer
-reads: pixels scaled by 1/255 as float32, labels as int64.
+reads: pixels scaled by 1/255 as float32, labels as int64. Also holds the command-line flags both
+peers take, so the benchmark scripts call them alike.
 """
 
+import argparse
 import gzip
 import os
 import struct
@@ -51,3 +53,14 @@ def load(directory):
         x = images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
         out += [x, labels.astype(np.int64)]
     return tuple(out)
+
+
+def parse_args():
+    """The flags every peer takes: --data, --threads, --epochs, --batch-size, --seed."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="testdata/mnist")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()

@@ -1,37 +1,11 @@
 //! Runs the real `trainer` binary on the small MNIST fixtures in `testdata/idx/` and checks its
 //! output, `job.json` and the exported SavedModel; bad flags and bad data must fail cleanly.
 
-// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// 1000 training and 200 test images, gzip-compressed.
-fn small_mnist() -> PathBuf {
-    workspace().join("testdata/idx/mnist-small")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    trainer_with_env(args, &[])
-}
-
-fn trainer_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
-    command.args(args).env_remove("STORAGE_EMULATOR_HOST");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("trainer runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{job_json, python, result_lines, small_mnist, text, train_small, trainer, workspace};
 
 /// The value after `prefix` on the line that starts with it.
 fn value_after(line: &str, prefix: &str) -> f64 {
@@ -51,15 +25,7 @@ struct Run {
 }
 
 fn train_ok(job_dir: &Path, extra: &[&str]) -> Run {
-    let data = small_mnist();
-    let mut args = vec![
-        "--train-file",
-        data.to_str().unwrap(),
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = trainer(&args);
+    let out = train_small(job_dir, extra);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success(),
@@ -69,8 +35,7 @@ fn train_ok(job_dir: &Path, extra: &[&str]) -> Run {
     assert!(lines.len() >= 2, "{stdout}");
     let test_loss = value_after(lines[lines.len() - 2], "Test Loss: ");
     let test_accuracy = value_after(lines[lines.len() - 1], "Test Accuracy: ");
-    let job: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(job_dir.join("job.json")).unwrap()).unwrap();
+    let job = job_json(job_dir);
     Run {
         stdout,
         stderr,
@@ -195,15 +160,11 @@ fn same_seed_and_threads_rerun_bit_identically() {
     let a = train_ok(&tmp.path().join("a"), &["--seed", "5", "--threads", "2"]);
     let b = train_ok(&tmp.path().join("b"), &["--seed", "5", "--threads", "2"]);
     let c = train_ok(&tmp.path().join("c"), &["--seed", "6", "--threads", "2"]);
-    let last_two = |r: &Run| {
-        r.stdout
-            .lines()
-            .rev()
-            .take(2)
-            .map(String::from)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(last_two(&a), last_two(&b), "same seed, same output");
+    assert_eq!(
+        result_lines(&a.stdout),
+        result_lines(&b.stdout),
+        "same seed, same output"
+    );
     let weights = |dir: &str| {
         std::fs::read(
             tmp.path()
@@ -224,14 +185,7 @@ fn same_seed_and_threads_rerun_bit_identically() {
 
 #[test]
 fn tensorflow_loads_the_export_and_agrees_with_the_reported_metrics() {
-    let python = std::env::var("PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/setup-python.sh (TensorFlow 2.21 checks the exported model)",
-        python.display()
-    );
+    let python = python();
     let tmp = tempfile::tempdir().unwrap();
     let job_dir = tmp.path().join("job");
     let run = train_ok(&job_dir, &["--seed", "2"]);

@@ -1,14 +1,11 @@
 //! `--train-file gs://…` and `--job-dir gs://…` against a real GCS emulator (fake-gcs-server on
 //! a loopback port, started by the `gcs-emulator` test crate).
 
-// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::Path;
-use std::process::Command;
-
 use gcs_emulator::GcsEmulator;
 use storage::Location;
+
+mod common;
+use common::{result_lines, small_mnist, train_small, trainer_command};
 
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte.gz",
@@ -24,7 +21,7 @@ fn trains_from_and_exports_to_gcs() {
     let gs =
         |path: &str| Location::parse_with(&format!("gs://mnist-bucket/{path}"), &options).unwrap();
 
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/idx/mnist-small");
+    let fixture = small_mnist();
     for name in FILES {
         let bytes = std::fs::read(fixture.join(name)).unwrap();
         gs(&format!("data/mnist/{name}"))
@@ -32,7 +29,7 @@ fn trains_from_and_exports_to_gcs() {
             .unwrap();
     }
 
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+    let out = trainer_command()
         .args([
             "--train-file",
             "gs://mnist-bucket/data/mnist",
@@ -88,23 +85,10 @@ fn trains_from_and_exports_to_gcs() {
     // Same run from local files gives the same numbers: gs:// changes where bytes come from,
     // nothing else.
     let tmp = tempfile::tempdir().unwrap();
-    let local = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["--train-file", fixture.to_str().unwrap(), "--job-dir"])
-        .arg(tmp.path())
-        .args(["--seed", "4", "--threads", "2"])
-        .env_remove("STORAGE_EMULATOR_HOST")
-        .output()
-        .unwrap();
+    let local = train_small(tmp.path(), &["--seed", "4", "--threads", "2"]);
     assert!(local.status.success());
     let local_stdout = String::from_utf8_lossy(&local.stdout);
-    let tail = |s: &str| {
-        s.lines()
-            .rev()
-            .take(2)
-            .map(String::from)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(tail(&local_stdout), tail(&stdout));
+    assert_eq!(result_lines(&local_stdout), result_lines(&stdout));
     assert_eq!(
         std::fs::read(
             tmp.path()

@@ -2,46 +2,21 @@
 //! cannot do, applies its args like flags, and is recorded in job.json. Runs the real binary on a
 //! small MNIST subset.
 
-// clippy.toml allows unwrap inside #[test] functions; the small helpers below are test code too.
-#![allow(clippy::unwrap_used)]
+use std::path::Path;
+use std::process::Output;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{job_json, small_mnist, text, train_small, train_small_command, trainer, workspace};
 
 fn example(name: &str) -> String {
-    repo_root().join("config").join(name).display().to_string()
+    workspace().join("config").join(name).display().to_string()
 }
 
-fn small_mnist() -> String {
-    repo_root()
-        .join("testdata/idx/mnist-small")
-        .display()
-        .to_string()
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env_remove("TF_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn job_json(job_dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(job_dir.join("job.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+/// `trainer --config <config>` on the small MNIST fixture into `job_dir`, then `extra`.
+fn train_with_config(config: &str, job_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--config", config];
+    args.extend_from_slice(extra);
+    train_small(job_dir, &args)
 }
 
 /// The message names the config, what it asks for and what is missing, and how to proceed.
@@ -56,24 +31,17 @@ fn tutorial_config_on_a_machine_without_gpu_stops_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let job_dir = dir.path().join("job");
     let config = example("config.yaml");
-    let output = trainer(&[
-        "--config",
-        &config,
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = train_with_config(&config, &job_dir, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert_eq!(
-        stderr(&output),
+        text(&output.stderr),
         format!(
             "error: {config}: masterType standard_p100 asks for 1 × NVIDIA_TESLA_P100 GPU, but this \
              trainer was built without the `cuda` feature. Run a build with `--features cuda` on a \
              machine with an NVIDIA GPU, or pass --allow-cpu to train on the CPU anyway\n"
         )
     );
-    assert_eq!(stdout(&output), "");
+    assert_eq!(text(&output.stdout), "");
     assert!(
         !job_dir.exists(),
         "nothing may be written when the run is refused"
@@ -89,29 +57,21 @@ fn tutorial_config_with_allow_cpu_trains_and_records_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let job_dir = dir.path().join("job");
     let config = example("config.yaml");
-    let output = trainer(&[
-        "--config",
-        &config,
-        "--allow-cpu",
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = train_with_config(&config, &job_dir, &["--allow-cpu"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        stderr(&output).contains(&format!(
+        text(&output.stderr).contains(&format!(
             "warning: {config}: masterType standard_p100 asks for 1 × NVIDIA_TESLA_P100 GPU, but \
              this trainer was built without the `cuda` feature; training on the CPU because of \
              --allow-cpu\n"
         )),
         "{}",
-        stderr(&output)
+        text(&output.stderr)
     );
     assert!(
-        stdout(&output).contains("Test Accuracy: "),
+        text(&output.stdout).contains("Test Accuracy: "),
         "{}",
-        stdout(&output)
+        text(&output.stdout)
     );
     assert!(job_dir.join("model/saved_model.pb").is_file());
 
@@ -140,16 +100,13 @@ fn cpu_config_trains_without_warnings() {
     let dir = tempfile::tempdir().unwrap();
     let job_dir = dir.path().join("job");
     // cpu-basic.yaml names a gs:// jobDir; the --job-dir given here wins over it.
-    let output = trainer(&[
-        "--config",
-        &example("cpu-basic.yaml"),
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    let output = train_with_config(&example("cpu-basic.yaml"), &job_dir, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "{}",
+        text(&output.stderr)
+    );
     let record = job_json(&job_dir);
     assert_eq!(record["job_config"]["jobId"], "mnist_cpu_basic");
     assert_eq!(record["job_config"]["applied"]["device"], "cpu");
@@ -165,17 +122,10 @@ fn cpu_config_trains_without_warnings() {
 fn workers_and_parameter_servers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = example("distributed.yaml");
-    let output = trainer(&[
-        "--config",
-        &config,
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let output = train_with_config(&config, dir.path(), &[]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        stderr(&output),
+        text(&output.stderr),
         format!(
             "error: {config}: the job asks for workerCount 2 and parameterServerCount 1 besides the \
              master, but this trainer runs on one machine (distributed training is not \
@@ -202,11 +152,11 @@ fn config_args_apply_and_command_line_flags_win() {
         "--config",
         config.to_str().unwrap(),
         "--train-file",
-        &small_mnist(),
+        small_mnist().to_str().unwrap(),
         "--epochs",
         "1",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", text(&output.stderr));
     let record = job_json(&from_config);
     let hyperparameters = &record["hyperparameters"];
     assert_eq!(
@@ -241,18 +191,11 @@ fn invalid_config_lists_every_problem_with_its_field_path() {
         "trainingInput:\n  scaleTier: CUSTOM\n  masterTyp: standard_p100\n  workerCount: -1\n",
     )
     .unwrap();
-    let output = trainer(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        dir.path().join("job").to_str().unwrap(),
-    ]);
+    let output = train_with_config(config.to_str().unwrap(), &dir.path().join("job"), &[]);
     assert_eq!(output.status.code(), Some(1));
     let path = config.display();
     assert_eq!(
-        stderr(&output),
+        text(&output.stderr),
         format!(
             "error: {path}: 3 problems:\n  \
              trainingInput.masterTyp: unknown field; did you mean masterType?\n  \
@@ -267,16 +210,9 @@ fn unknown_flag_in_config_args_is_blamed_on_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("args.yaml");
     std::fs::write(&config, "trainingInput:\n  args: [--epochz, '2']\n").unwrap();
-    let output = trainer(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        dir.path().join("job").to_str().unwrap(),
-    ]);
+    let output = train_with_config(config.to_str().unwrap(), &dir.path().join("job"), &[]);
     assert_eq!(output.status.code(), Some(1));
-    let message = stderr(&output);
+    let message = text(&output.stderr);
     assert!(
         message.starts_with(&format!(
             "error: {}: trainingInput.args: unexpected argument '--epochz' found",
@@ -290,13 +226,7 @@ fn unknown_flag_in_config_args_is_blamed_on_the_config() {
 fn distributed_tf_config_is_refused_and_a_broken_one_explained() {
     let dir = tempfile::tempdir().unwrap();
     let run = |tf_config: &str| {
-        Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args([
-                "--train-file",
-                &small_mnist(),
-                "--job-dir",
-                dir.path().join("job").to_str().unwrap(),
-            ])
+        train_small_command(&dir.path().join("job"), &[])
             .env("TF_CONFIG", tf_config)
             .output()
             .unwrap()
@@ -306,14 +236,14 @@ fn distributed_tf_config_is_refused_and_a_broken_one_explained() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        stderr(&output),
+        text(&output.stderr),
         "error: TF_CONFIG: the cluster lists 2 tasks, but this trainer runs on one machine \
          (distributed training is not implemented)\n"
     );
     let output = run(r#"{"cluster": {"chief": ["c:2222"]}, "task": {"type": "worker"}}"#);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        stderr(&output),
+        text(&output.stderr),
         "error: TF_CONFIG: task.type: \"worker\" is not in cluster (cluster has chief)\n"
     );
 }
@@ -322,22 +252,15 @@ fn distributed_tf_config_is_refused_and_a_broken_one_explained() {
 fn hyperparameter_config_trains_once_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let config = example("hptuning.yaml");
-    let output = trainer(&[
-        "--config",
-        &config,
-        "--train-file",
-        &small_mnist(),
-        "--job-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = train_with_config(&config, dir.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        stderr(&output).contains(&format!(
+        text(&output.stderr).contains(&format!(
             "note: {config}: trainingInput.hyperparameters is validated, but this trainer does not \
              run a hyperparameter search; training once with the flags as given\n"
         )),
         "{}",
-        stderr(&output)
+        text(&output.stderr)
     );
     let record = job_json(dir.path());
     assert_eq!(

@@ -19,27 +19,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
 use savedmodel_runtime::{HostTensor, LoadedModel, TensorData};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var("PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/setup-python.sh (TensorFlow 2.21 checks the exported model)",
-        python.display()
-    );
-    python
-}
+mod common;
+use common::{python, text, train_small, workspace};
 
 /// How many images TensorFlow also predicts one at a time, to measure its own spread.
 const SINGLE_SAMPLE: usize = 1000;
@@ -78,7 +65,7 @@ np.concatenate(alone).astype("<f4").tofile(out + "/single.f32")
     assert!(
         run.status.success(),
         "TensorFlow failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        text(&run.stderr)
     );
     let floats = |name: &str| -> Vec<f32> {
         std::fs::read(out.join(name))
@@ -118,19 +105,8 @@ fn max_relative(ours: &[f32], theirs: &[f32]) -> (f64, f64) {
 fn tensorflow_and_our_runtime_agree_on_the_mnist_test_set() {
     let tmp = tempfile::tempdir().unwrap();
     let job_dir = tmp.path().join("job");
-    let small = workspace().join("testdata/idx/mnist-small");
-    let trained = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["--train-file", small.to_str().unwrap()])
-        .args(["--job-dir", job_dir.to_str().unwrap()])
-        .args(["--seed", "3", "--threads", "1"])
-        .env_remove("STORAGE_EMULATOR_HOST")
-        .output()
-        .unwrap();
-    assert!(
-        trained.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trained.stderr)
-    );
+    let trained = train_small(&job_dir, &["--seed", "3", "--threads", "1"]);
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
     let model_dir = job_dir.join("model");
 
     // The real test set, scaled exactly as the trainer and the tutorial scale it.

@@ -68,25 +68,32 @@ struct Found {
 /// concurrently; decoding (CPU work, about a second for MNIST in a debug build) happens on the
 /// calling thread.
 pub async fn load_mnist(dir: &Location) -> Result<MnistSplits, IdxError> {
+    decode_splits(read_files(dir.clone()).await?)
+}
+
+/// [`load_mnist`] for synchronous code; works from any thread, inside a tokio runtime too. The
+/// same reads run on the storage crate's I/O runtime; decoding happens on the calling thread.
+pub fn load_mnist_blocking(dir: &Location) -> Result<MnistSplits, IdxError> {
+    let files = dir
+        .block_on("read", read_files)
+        .map_err(|source| IdxError::Storage {
+            file: dir.to_string(),
+            source: Box::new(source),
+        })??;
+    decode_splits(files)
+}
+
+/// Reads the four files concurrently, in the order [`decode_splits`] takes them.
+async fn read_files(dir: Location) -> Result<[Found; 4], IdxError> {
     // All four reads finish before any error is reported, so the error is always the first
     // problem in file order, not whichever read happened to fail first.
     let (train_images, train_labels, test_images, test_labels) = futures::join!(
-        find(dir, &TRAIN_IMAGES),
-        find(dir, &TRAIN_LABELS),
-        find(dir, &TEST_IMAGES),
-        find(dir, &TEST_LABELS),
+        find(&dir, &TRAIN_IMAGES),
+        find(&dir, &TRAIN_LABELS),
+        find(&dir, &TEST_IMAGES),
+        find(&dir, &TEST_LABELS),
     );
-    let (train_images, train_labels) = (train_images?, train_labels?);
-    let (test_images, test_labels) = (test_images?, test_labels?);
-    decode_splits([train_images, train_labels, test_images, test_labels])
-}
-
-/// [`load_mnist`] for synchronous code; works from any thread, inside a tokio runtime too.
-pub fn load_mnist_blocking(dir: &Location) -> Result<MnistSplits, IdxError> {
-    let files = [&TRAIN_IMAGES, &TRAIN_LABELS, &TEST_IMAGES, &TEST_LABELS]
-        .map(|file| find_blocking(dir, file));
-    let [train_images, train_labels, test_images, test_labels] = files;
-    decode_splits([train_images?, train_labels?, test_images?, test_labels?])
+    Ok([train_images?, train_labels?, test_images?, test_labels?])
 }
 
 /// Reads the first candidate that exists. Reading directly (rather than listing `dir`) needs
@@ -95,28 +102,6 @@ async fn find(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
     for name in file.candidates() {
         let location = dir.join(&name);
         match location.read().await {
-            Ok(bytes) => {
-                return Ok(Found {
-                    name: location.to_string(),
-                    bytes,
-                });
-            }
-            Err(error) if error.is_not_found() => {}
-            Err(source) => {
-                return Err(IdxError::Storage {
-                    file: location.to_string(),
-                    source: Box::new(source),
-                });
-            }
-        }
-    }
-    Err(file.missing(dir))
-}
-
-fn find_blocking(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
-    for name in file.candidates() {
-        let location = dir.join(&name);
-        match location.read_blocking() {
             Ok(bytes) => {
                 return Ok(Found {
                     name: location.to_string(),

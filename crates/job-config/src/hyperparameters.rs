@@ -384,6 +384,17 @@ fn check_parameter_shape(
             );
         }
     };
+    // CATEGORICAL and DISCRETE parameters are their list of values.
+    let required_values = |problems: &mut Problems, name: &str| {
+        if !fields.has(name) {
+            problems.push(
+                &fields.path_of(name),
+                format!("required for type {type_name}"),
+            );
+        } else if matches!(fields.node(name), Some(Node::Seq(items)) if items.is_empty()) {
+            problems.push(&fields.path_of(name), "must list at least one value");
+        }
+    };
     match parameter_type {
         ParameterType::Double | ParameterType::Integer => {
             only_for(problems, "categoricalValues", "CATEGORICAL");
@@ -442,35 +453,13 @@ fn check_parameter_shape(
             only_for(problems, "maxValue", "DOUBLE or INTEGER");
             only_for(problems, "discreteValues", "DISCRETE");
             only_for(problems, "scaleType", "DOUBLE, INTEGER or DISCRETE");
-            if !fields.has("categoricalValues") {
-                problems.push(
-                    &fields.path_of("categoricalValues"),
-                    "required for type CATEGORICAL",
-                );
-            } else if matches!(fields.node("categoricalValues"), Some(Node::Seq(items)) if items.is_empty())
-            {
-                problems.push(
-                    &fields.path_of("categoricalValues"),
-                    "must list at least one value",
-                );
-            }
+            required_values(problems, "categoricalValues");
         }
         ParameterType::Discrete => {
             only_for(problems, "minValue", "DOUBLE or INTEGER");
             only_for(problems, "maxValue", "DOUBLE or INTEGER");
             only_for(problems, "categoricalValues", "CATEGORICAL");
-            if !fields.has("discreteValues") {
-                problems.push(
-                    &fields.path_of("discreteValues"),
-                    "required for type DISCRETE",
-                );
-            } else if matches!(fields.node("discreteValues"), Some(Node::Seq(items)) if items.is_empty())
-            {
-                problems.push(
-                    &fields.path_of("discreteValues"),
-                    "must list at least one value",
-                );
-            }
+            required_values(problems, "discreteValues");
         }
     }
 }

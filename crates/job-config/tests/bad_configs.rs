@@ -351,6 +351,26 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "hyperparameters: CATEGORICAL and DISCRETE need their values",
+        "trainingInput:
+  hyperparameters:
+    goal: MINIMIZE
+    params:
+      - parameterName: optimizer
+        type: CATEGORICAL
+      - parameterName: batch
+        type: DISCRETE
+      - parameterName: units
+        type: DISCRETE
+        discreteValues: []
+",
+        &[
+            "trainingInput.hyperparameters.params[0].categoricalValues: required for type CATEGORICAL",
+            "trainingInput.hyperparameters.params[1].discreteValues: required for type DISCRETE",
+            "trainingInput.hyperparameters.params[2].discreteValues: must list at least one value",
+        ],
+    ),
+    (
         "hyperparameters: grid search over a DOUBLE, bad type and name",
         "trainingInput:
   hyperparameters:

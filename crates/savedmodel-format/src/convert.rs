@@ -148,8 +148,10 @@ fn tensor(shape: Vec<usize>, data: TensorData, context: &str) -> Result<HostTens
 }
 
 /// Expands TF's typed-field encoding: exactly `n` values, or fewer with the last one repeated
-/// (zeros/empty when there are none).
-fn broadcast<T: Clone + Default>(
+/// (zeros/empty when there are none). `element_bytes` is what one element costs in memory, for
+/// the [`MAX_BROADCAST_BYTES`] bound. Public for dtypes a [`HostTensor`] cannot hold, which the
+/// runtime decodes itself (DT_HALF's `half_val`).
+pub fn broadcast<T: Clone + Default>(
     values: &[T],
     n: usize,
     element_bytes: usize,
@@ -355,26 +357,18 @@ impl HostTensor {
 mod tests {
     use super::*;
 
-    fn proto(dtype: DataType, dims: &[i64]) -> TensorProto {
-        TensorProto {
-            dtype: dtype as i32,
-            tensor_shape: Some(TensorShapeProto::from_dims(dims)),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn typed_values_broadcast_the_last_value() {
-        let mut p = proto(DataType::Float, &[4]);
+        let mut p = TensorProto::with_shape(DataType::Float, &[4]);
         p.float_val = vec![1.0, 2.0];
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert_eq!(t.data(), &TensorData::F32(vec![1.0, 2.0, 2.0, 2.0]));
 
-        let p = proto(DataType::Int64, &[2, 2]);
+        let p = TensorProto::with_shape(DataType::Int64, &[2, 2]);
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert_eq!(t.data(), &TensorData::I64(vec![0; 4]));
 
-        let mut p = proto(DataType::String, &[3]);
+        let mut p = TensorProto::with_shape(DataType::String, &[3]);
         p.string_val = vec![b"a".to_vec()];
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert_eq!(t.data(), &TensorData::Str(vec![b"a".to_vec(); 3]));
@@ -382,7 +376,7 @@ mod tests {
 
     #[test]
     fn tensor_content_is_little_endian() {
-        let mut p = proto(DataType::Int32, &[2]);
+        let mut p = TensorProto::with_shape(DataType::Int32, &[2]);
         p.tensor_content = vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
         let t = HostTensor::from_tensor_proto(&p, "c").unwrap();
         assert_eq!(t.data(), &TensorData::I32(vec![1, -1]));
@@ -407,11 +401,11 @@ mod tests {
 
     #[test]
     fn bad_protos_are_errors() {
-        let mut too_many = proto(DataType::Float, &[1]);
+        let mut too_many = TensorProto::with_shape(DataType::Float, &[1]);
         too_many.float_val = vec![1.0, 2.0];
         assert!(HostTensor::from_tensor_proto(&too_many, "c").is_err());
 
-        let unknown_dim = proto(DataType::Float, &[-1, 3]);
+        let unknown_dim = TensorProto::with_shape(DataType::Float, &[-1, 3]);
         assert!(
             HostTensor::from_tensor_proto(&unknown_dim, "c")
                 .unwrap_err()
@@ -419,7 +413,7 @@ mod tests {
                 .contains("not fully defined")
         );
 
-        let huge = proto(DataType::Float, &[1 << 20, 1 << 20]);
+        let huge = TensorProto::with_shape(DataType::Float, &[1 << 20, 1 << 20]);
         assert!(
             HostTensor::from_tensor_proto(&huge, "c")
                 .unwrap_err()
@@ -427,10 +421,10 @@ mod tests {
                 .contains("limit")
         );
 
-        let overflow = proto(DataType::Float, &[i64::MAX, i64::MAX]);
+        let overflow = TensorProto::with_shape(DataType::Float, &[i64::MAX, i64::MAX]);
         assert!(HostTensor::from_tensor_proto(&overflow, "c").is_err());
 
-        let complex = proto(DataType::Float, &[1]);
+        let complex = TensorProto::with_shape(DataType::Float, &[1]);
         let complex = TensorProto {
             dtype: 8,
             ..complex

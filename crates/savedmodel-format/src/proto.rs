@@ -515,6 +515,18 @@ pub mod tensor_shape_proto {
     }
 }
 
+impl TensorProto {
+    /// A tensor of `dtype` and shape `dims` with no values yet: set a typed list (`float_val`,
+    /// …) or `tensor_content` next.
+    pub fn with_shape(dtype: crate::DataType, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            dtype: dtype as i32,
+            tensor_shape: Some(TensorShapeProto::from_dims(dims)),
+            ..Default::default()
+        }
+    }
+}
+
 impl TensorShapeProto {
     /// A known-rank shape; use `-1` for unknown dimensions.
     pub fn from_dims(dims: &[i64]) -> TensorShapeProto {

@@ -353,40 +353,28 @@ pub fn restore_plan(meta: &MetaGraphDef) -> Result<Vec<VariableRestore>, FormatE
             .map(|f| f.name.as_str()),
         op => find_function(op).map(|_| op),
     };
-    if let Some(function_name) = called {
+    let assignments = if let Some(function_name) = called {
         let function = find_function(function_name).ok_or_else(|| {
             FormatError::graph(
                 &context,
                 format!("calls function '{function_name}' which is not in the library"),
             )
         })?;
-        let scope = FunctionScope::new(function, restore_node);
-        for assignment in scope.assignments(&context)? {
-            let variable = nodes.get(assignment.variable.as_str()).ok_or_else(|| {
-                FormatError::graph(
-                    &context,
-                    format!(
-                        "restores into '{}' which is not a graph node",
-                        assignment.variable
-                    ),
-                )
-            })?;
-            plan.push(variable_restore(assignment.key, variable));
-        }
+        FunctionScope::new(function, restore_node).assignments(&context)?
     } else {
-        let scope = GraphScope { nodes: &nodes };
-        for assignment in collect_assignments(&scope, restore_name, &context)? {
-            let variable = nodes.get(assignment.variable.as_str()).ok_or_else(|| {
-                FormatError::graph(
-                    &context,
-                    format!(
-                        "restores into '{}' which is not a graph node",
-                        assignment.variable
-                    ),
-                )
-            })?;
-            plan.push(variable_restore(assignment.key, variable));
-        }
+        collect_assignments(&GraphScope { nodes: &nodes }, restore_name, &context)?
+    };
+    for assignment in assignments {
+        let variable = nodes.get(assignment.variable.as_str()).ok_or_else(|| {
+            FormatError::graph(
+                &context,
+                format!(
+                    "restores into '{}' which is not a graph node",
+                    assignment.variable
+                ),
+            )
+        })?;
+        plan.push(variable_restore(assignment.key, variable));
     }
     plan.sort_by(|a, b| {
         a.checkpoint_key

@@ -163,14 +163,26 @@ fn parse_index(location: &str, bytes: &[u8]) -> Result<BundleIndex, RuntimeError
     })
 }
 
-impl LoadedModel {
-    /// Loads the SavedModel in `dir` (a local path or `gs://…`, see `storage`), selecting the
-    /// meta graph whose tags equal `tags`, onto `device`.
-    pub async fn load(
-        dir: &storage::Location,
-        tags: &[&str],
-        device: &Device,
-    ) -> Result<LoadedModel, RuntimeError> {
+/// The files of a SavedModel directory as read from storage, before anything but the variables
+/// index is parsed. Reading is one async function, [`ModelFiles::read`], which
+/// [`LoadedModel::load`] awaits and [`LoadedModel::load_blocking`] runs through
+/// [`storage::Location::block_on`]: both read the same files in the same order with the same
+/// errors, and the CPU work (compiling, restoring variables) happens on the caller's thread.
+struct ModelFiles {
+    saved_model: Bytes,
+    pb_location: String,
+    index_location: String,
+    variables_location: String,
+    /// `None` when the model has no `variables/variables.index`.
+    index: Option<BundleIndex>,
+    /// The data shards the index names, in its order; `None` for one that does not exist.
+    shards: Vec<Option<Bytes>>,
+}
+
+impl ModelFiles {
+    /// Reads `saved_model.pb` (telling a text-format-only or empty directory apart),
+    /// `variables/variables.index` if there is one, and every data shard that index names.
+    async fn read(dir: storage::Location) -> Result<ModelFiles, RuntimeError> {
         let pb_location = dir.join("saved_model.pb");
         let saved_model = match pb_location.read().await {
             Ok(bytes) => bytes,
@@ -189,97 +201,73 @@ impl LoadedModel {
             Err(e) => return Err(storage_error(&pb_location, e)),
         };
         let index_location = dir.join(VARIABLES_INDEX);
-        let index = match index_location.read().await {
+        let index_bytes = match index_location.read().await {
             Ok(bytes) => Some(bytes),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(storage_error(&index_location, e)),
         };
-        let mut shard_bytes: Vec<Option<Bytes>> = Vec::new();
-        let mut parsed = None;
-        if let Some(index) = &index {
-            let parsed_index = parse_index(&index_location.to_string(), index)?;
+        let mut shards = Vec::new();
+        let mut index = None;
+        if let Some(index_bytes) = &index_bytes {
+            let parsed_index = parse_index(&index_location.to_string(), index_bytes)?;
             for name in parsed_index.data_file_names() {
                 let location = dir.join(&name);
-                shard_bytes.push(match location.read().await {
+                shards.push(match location.read().await {
                     Ok(bytes) => Some(bytes),
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(storage_error(&location, e)),
                 });
             }
-            parsed = Some(parsed_index);
+            index = Some(parsed_index);
         }
-        let checkpoint = parsed.map(|index| CheckpointParts {
-            location: dir.join("variables").to_string(),
+        Ok(ModelFiles {
+            saved_model,
+            pb_location: pb_location.to_string(),
+            index_location: index_location.to_string(),
+            variables_location: dir.join("variables").to_string(),
             index,
-            shards: shard_bytes.iter().map(|b| b.as_deref()).collect(),
+            shards,
+        })
+    }
+
+    fn build(self, tags: &[&str], device: &Device) -> Result<LoadedModel, RuntimeError> {
+        let checkpoint = self.index.map(|index| CheckpointParts {
+            location: self.variables_location,
+            index,
+            shards: self.shards.iter().map(|b| b.as_deref()).collect(),
         });
         build(
-            &saved_model,
+            &self.saved_model,
             checkpoint,
             tags,
             device,
-            &pb_location.to_string(),
-            &index_location.to_string(),
+            &self.pb_location,
+            &self.index_location,
         )
+    }
+}
+
+impl LoadedModel {
+    /// Loads the SavedModel in `dir` (a local path or `gs://…`, see `storage`), selecting the
+    /// meta graph whose tags equal `tags`, onto `device`.
+    pub async fn load(
+        dir: &storage::Location,
+        tags: &[&str],
+        device: &Device,
+    ) -> Result<LoadedModel, RuntimeError> {
+        ModelFiles::read(dir.clone()).await?.build(tags, device)
     }
 
     /// Blocking twin of [`load`](Self::load), for code outside an async runtime (the
-    /// predictor CLI, tests).
+    /// predictor CLI, tests); callable from any thread, inside a tokio runtime too.
     pub fn load_blocking(
         dir: &storage::Location,
         tags: &[&str],
         device: &Device,
     ) -> Result<LoadedModel, RuntimeError> {
-        let pb_location = dir.join("saved_model.pb");
-        let saved_model = match pb_location.read_blocking() {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => {
-                let text = dir.join("saved_model.pbtxt");
-                return Err(match text.exists_blocking() {
-                    Ok(true) => RuntimeError::TextFormatUnsupported {
-                        location: text.to_string(),
-                    },
-                    Ok(false) => RuntimeError::NoSavedModel {
-                        location: dir.to_string(),
-                    },
-                    Err(e) => storage_error(&text, e),
-                });
-            }
-            Err(e) => return Err(storage_error(&pb_location, e)),
-        };
-        let index_location = dir.join(VARIABLES_INDEX);
-        let index = match index_location.read_blocking() {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(storage_error(&index_location, e)),
-        };
-        let mut shard_bytes: Vec<Option<Bytes>> = Vec::new();
-        let mut parsed = None;
-        if let Some(index) = &index {
-            let parsed_index = parse_index(&index_location.to_string(), index)?;
-            for name in parsed_index.data_file_names() {
-                let location = dir.join(&name);
-                shard_bytes.push(match location.read_blocking() {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(storage_error(&location, e)),
-                });
-            }
-            parsed = Some(parsed_index);
-        }
-        let checkpoint = parsed.map(|index| CheckpointParts {
-            location: dir.join("variables").to_string(),
-            index,
-            shards: shard_bytes.iter().map(|b| b.as_deref()).collect(),
-        });
-        build(
-            &saved_model,
-            checkpoint,
-            tags,
-            device,
-            &pb_location.to_string(),
-            &index_location.to_string(),
-        )
+        dir.block_on("read", ModelFiles::read)
+            .map_err(|e| storage_error(dir, e))??
+            .build(tags, device)
     }
 
     /// Builds a model from file contents, without any I/O: `saved_model.pb`,

@@ -520,104 +520,90 @@ impl Compiler<'_, '_> {
                     used_feeds.insert(i);
                 }
             }
-            if !data {
+            // A node whose value is needed may take no step: sources and aliases. A liveness-only
+            // node always gets one (below), for control edges to wait on.
+            if data {
+                // Sources: no step at all.
+                match op.as_str() {
+                    "Const" => {
+                        let idx =
+                            self.const_index(n)
+                                .map_err(|reason| RuntimeError::InvalidGraph {
+                                    node: node.name.clone(),
+                                    reason,
+                                })?;
+                        sources.insert(TensorRef { node: n, port: 0 }, Source::Const(idx));
+                        continue;
+                    }
+                    "Placeholder" => {
+                        // A placeholder reached here is not a signature input (fed ones are
+                        // cut off).
+                        return Err(Self::invalid_sig(
+                            key,
+                            format!(
+                                "its outputs depend on placeholder `{}`, which is not one of the signature's inputs",
+                                node.name
+                            ),
+                        ));
+                    }
+                    "VarHandleOp" => {
+                        let var = self.variable(n, key);
+                        let idx = self.pool.consts.len();
+                        self.pool.consts.push(Value::Resource(var));
+                        sources.insert(TensorRef { node: n, port: 0 }, Source::Const(idx));
+                        continue;
+                    }
+                    "VariableV2" | "Variable" => {
+                        let var = self.variable(n, key);
+                        sources.insert(TensorRef { node: n, port: 0 }, Source::Variable(var));
+                        continue;
+                    }
+                    _ => {}
+                }
+                // Pass-through nodes without live-gating controls are aliases of their input.
+                if controls.is_empty() && !fed_defaults.contains_key(&n) {
+                    let forwards = is_pass_through(&op)
+                        || (op == "PlaceholderWithDefault")
+                        || (op == "IdentityN");
+                    if forwards && !node.inputs.is_empty() {
+                        let count = if op == "IdentityN" {
+                            node.inputs.len()
+                        } else {
+                            1
+                        };
+                        for port in 0..count {
+                            let s = source_of(&sources, &node.inputs[port]);
+                            sources.insert(TensorRef { node: n, port }, s);
+                        }
+                        if count == 1 {
+                            alias_of_node.insert(n, source_of(&sources, &node.inputs[0]));
+                        }
+                        continue;
+                    }
+                    // Reading a variable whose handle is known at compile time is just its value.
+                    if op == "ReadVariableOp"
+                        && let Some(Source::Const(c)) =
+                            node.inputs.first().map(|r| source_of(&sources, r))
+                        && let Some(Value::Resource(var)) = self.pool.consts.get(c)
+                    {
+                        sources.insert(TensorRef { node: n, port: 0 }, Source::Variable(*var));
+                        alias_of_node.insert(n, Source::Variable(*var));
+                        continue;
+                    }
+                }
+            }
+            let (kind, inputs) = if !data {
                 // Liveness only: statically live nodes were skipped by `needed`.
-                let inputs: Vec<Source> =
-                    node.inputs.iter().map(|r| source_of(&sources, r)).collect();
                 let kind = if is_switch(&op) {
                     StepKind::SwitchLiveness
                 } else {
                     StepKind::Liveness
                 };
-                let count =
-                    graph
-                        .num_outputs(n)
-                        .unwrap_or(0)
-                        .max(if is_switch(&op) { 2 } else { 0 });
-                for port in 0..count {
-                    sources.insert(TensorRef { node: n, port }, Source::Slot(num_slots + port));
-                }
-                step_of_node.insert(n, steps.len());
-                steps.push(Step {
-                    node: node.name.clone(),
-                    op,
+                (
                     kind,
-                    inputs,
-                    controls,
-                    first_slot: num_slots,
-                    num_outputs: count,
-                    release: Vec::new(),
-                });
-                num_slots += count;
-                continue;
-            }
-            // Sources: no step at all.
-            match op.as_str() {
-                "Const" => {
-                    let idx = self
-                        .const_index(n)
-                        .map_err(|reason| RuntimeError::InvalidGraph {
-                            node: node.name.clone(),
-                            reason,
-                        })?;
-                    sources.insert(TensorRef { node: n, port: 0 }, Source::Const(idx));
-                    continue;
-                }
-                "Placeholder" => {
-                    // A placeholder reached here is not a signature input (fed ones are cut off).
-                    return Err(Self::invalid_sig(
-                        key,
-                        format!(
-                            "its outputs depend on placeholder `{}`, which is not one of the signature's inputs",
-                            node.name
-                        ),
-                    ));
-                }
-                "VarHandleOp" => {
-                    let var = self.variable(n, key);
-                    let idx = self.pool.consts.len();
-                    self.pool.consts.push(Value::Resource(var));
-                    sources.insert(TensorRef { node: n, port: 0 }, Source::Const(idx));
-                    continue;
-                }
-                "VariableV2" | "Variable" => {
-                    let var = self.variable(n, key);
-                    sources.insert(TensorRef { node: n, port: 0 }, Source::Variable(var));
-                    continue;
-                }
-                _ => {}
-            }
-            // Pass-through nodes without live-gating controls are aliases of their input.
-            if controls.is_empty() && !fed_defaults.contains_key(&n) {
-                let forwards =
-                    is_pass_through(&op) || (op == "PlaceholderWithDefault") || (op == "IdentityN");
-                if forwards && !node.inputs.is_empty() {
-                    let count = if op == "IdentityN" {
-                        node.inputs.len()
-                    } else {
-                        1
-                    };
-                    for port in 0..count {
-                        let s = source_of(&sources, &node.inputs[port]);
-                        sources.insert(TensorRef { node: n, port }, s);
-                    }
-                    if count == 1 {
-                        alias_of_node.insert(n, source_of(&sources, &node.inputs[0]));
-                    }
-                    continue;
-                }
-                // Reading a variable whose handle is known at compile time is just its value.
-                if op == "ReadVariableOp"
-                    && let Some(Source::Const(c)) =
-                        node.inputs.first().map(|r| source_of(&sources, r))
-                    && let Some(Value::Resource(var)) = self.pool.consts.get(c)
-                {
-                    sources.insert(TensorRef { node: n, port: 0 }, Source::Variable(*var));
-                    alias_of_node.insert(n, Source::Variable(*var));
-                    continue;
-                }
-            }
-            let (kind, inputs) = if let Some(&feed) = fed_defaults.get(&n) {
+                    node.inputs.iter().map(|r| source_of(&sources, r)).collect(),
+                )
+            } else if let Some(&feed) = fed_defaults.get(&n) {
                 used_feeds.insert(feed);
                 (
                     StepKind::FeedOrDefault(feed),
@@ -672,10 +658,16 @@ impl Compiler<'_, '_> {
                     }
                 }
             };
-            let count = graph.num_outputs(n).unwrap_or(1).max(match kind {
-                StepKind::Switch | StepKind::Merge => 2,
-                _ => 0,
-            });
+            // The op table may not know the op (liveness-only ops need not be supported): a
+            // needed value still gets one slot, a liveness-only step none.
+            let unknown_outputs = if data { 1 } else { 0 };
+            let count = graph
+                .num_outputs(n)
+                .unwrap_or(unknown_outputs)
+                .max(match kind {
+                    StepKind::Switch | StepKind::SwitchLiveness | StepKind::Merge => 2,
+                    _ => 0,
+                });
             for port in 0..count {
                 sources.insert(TensorRef { node: n, port }, Source::Slot(num_slots + port));
             }

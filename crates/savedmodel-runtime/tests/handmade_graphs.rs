@@ -48,22 +48,34 @@ fn placeholder(name: &str, dtype: DataType, dims: &[i64]) -> NodeDef {
     )
 }
 
-fn const_f32(name: &str, dims: &[i64], values: &[f32], inputs: &[&str]) -> NodeDef {
-    let tensor = TensorProto {
-        dtype: DataType::Float as i32,
-        tensor_shape: Some(TensorShapeProto::from_dims(dims)),
-        float_val: values.to_vec(),
-        ..Default::default()
-    };
+/// A `Const` node holding `tensor`; `inputs` are its control edges (`^node`), if any.
+fn const_node(name: &str, tensor: TensorProto, inputs: &[&str]) -> NodeDef {
+    let dtype = DataType::from_tf(tensor.dtype).unwrap();
     node(
         name,
         "Const",
         inputs,
         &[
-            ("dtype", float()),
+            ("dtype", AttrValue::from_type(dtype)),
             ("value", AttrValue::from_tensor(tensor)),
         ],
     )
+}
+
+fn const_f32(name: &str, dims: &[i64], values: &[f32], inputs: &[&str]) -> NodeDef {
+    let tensor = TensorProto {
+        float_val: values.to_vec(),
+        ..TensorProto::with_shape(DataType::Float, dims)
+    };
+    const_node(name, tensor, inputs)
+}
+
+fn const_i32(name: &str, dims: &[i64], values: &[i32]) -> NodeDef {
+    let tensor = TensorProto {
+        int_val: values.to_vec(),
+        ..TensorProto::with_shape(DataType::Int32, dims)
+    };
+    const_node(name, tensor, &[])
 }
 
 fn info(name: &str, dtype: DataType, dims: &[i64]) -> TensorInfo {
@@ -284,10 +296,8 @@ fn signature_defaults_stand_in_for_missing_inputs() {
     )
     .unwrap();
     let default = TensorProto {
-        dtype: DataType::Float as i32,
-        tensor_shape: Some(TensorShapeProto::from_dims(&[1, 2])),
         float_val: vec![5.0, 6.0],
-        ..Default::default()
+        ..TensorProto::with_shape(DataType::Float, &[1, 2])
     };
     let signature = saved.meta_graphs[0]
         .signature_def
@@ -574,29 +584,12 @@ fn calls_to_missing_functions_are_reported_as_unsupported() {
 fn shape_ops_compose_like_keras_flatten() {
     // reshape(x, [shape(x)[0], -1]) followed by a reduction and an int64 ArgMax.
     let int32 = AttrValue::from_type(DataType::Int32);
-    let i32_const = |name: &str, dims: &[i64], values: &[i32]| {
-        let tensor = TensorProto {
-            dtype: DataType::Int32 as i32,
-            tensor_shape: Some(TensorShapeProto::from_dims(dims)),
-            int_val: values.to_vec(),
-            ..Default::default()
-        };
-        node(
-            name,
-            "Const",
-            &[],
-            &[
-                ("dtype", int32.clone()),
-                ("value", AttrValue::from_tensor(tensor)),
-            ],
-        )
-    };
     let nodes = vec![
         placeholder("x", DataType::Float, &[-1, 2, 3]),
         node("shape", "Shape", &["x"], &[("T", float())]),
-        i32_const("begin", &[1], &[0]),
-        i32_const("end", &[1], &[1]),
-        i32_const("stride", &[1], &[1]),
+        const_i32("begin", &[1], &[0]),
+        const_i32("end", &[1], &[1]),
+        const_i32("stride", &[1], &[1]),
         node(
             "batch",
             "StridedSlice",
@@ -607,7 +600,7 @@ fn shape_ops_compose_like_keras_flatten() {
                 ("shrink_axis_mask", AttrValue::from_int(1)),
             ],
         ),
-        i32_const("minus_one", &[], &[-1]),
+        const_i32("minus_one", &[], &[-1]),
         node(
             "new_shape",
             "Pack",
@@ -615,7 +608,7 @@ fn shape_ops_compose_like_keras_flatten() {
             &[("T", int32.clone()), ("N", AttrValue::from_int(2))],
         ),
         node("flat", "Reshape", &["x", "new_shape"], &[("T", float())]),
-        i32_const("axis", &[], &[1]),
+        const_i32("axis", &[], &[1]),
         node(
             "total",
             "Sum",

@@ -14,7 +14,9 @@
 //!   A reader that checks for the marker therefore sees a whole tree or none.
 //! - **Async and blocking twins that work anywhere.** All I/O runs on a small runtime owned by
 //!   this crate (see the `runtime` module), so the `*_blocking` methods can be called from plain
-//!   threads and from inside a tokio runtime alike.
+//!   threads and from inside a tokio runtime alike. [`Location::block_on`] offers the same to
+//!   crates built on this one, so their multi-file loaders are written once, async, and their
+//!   blocking twins run that same code.
 //! - **Errors say where and what.** [`StorageError`] names the location and the operation, and
 //!   its variant tells not found from permission, network and bad-URL failures.
 //! - **Emulator without environment juggling.** `gs://` talks to an emulator when

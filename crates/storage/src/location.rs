@@ -377,6 +377,30 @@ impl Location {
         })
     }
 
+    /// Runs async `work` on this location to completion from synchronous code and returns what
+    /// it returns. A crate that loads several files (a SavedModel, a dataset) writes that logic
+    /// once, async, with [`Location::read`] and friends, and builds its blocking twin on this,
+    /// so the two cannot drift apart.
+    ///
+    /// Like the `*_blocking` methods, `work` runs on this crate's I/O runtime, so this is
+    /// callable from any thread, inside a tokio runtime too. That runtime has two threads for
+    /// I/O: keep CPU-heavy work (decoding, parsing large files) out of `work` and do it on the
+    /// calling thread once this returns. The `Err` is only the runtime itself failing
+    /// ([`StorageError::Runtime`], naming `operation` and this location); errors of `work` come
+    /// back inside the `Ok`.
+    pub fn block_on<T, Work, Fut>(
+        &self,
+        operation: &'static str,
+        work: Work,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        Work: FnOnce(Location) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        block_on_io(operation, &self.shown, work(self.clone()))
+    }
+
     async fn io<T, Work, Fut>(&self, operation: &'static str, work: Work) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -398,7 +422,7 @@ impl Location {
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
         self.check_valid()?;
-        block_on_io(operation, &self.shown, work(self.clone()))
+        self.block_on(operation, work)?
     }
 
     fn check_valid(&self) -> Result<(), StorageError> {

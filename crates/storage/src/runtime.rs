@@ -61,7 +61,8 @@ where
     }
 }
 
-/// Runs `work` on the I/O runtime and blocks the calling thread until it is done.
+/// Runs `work` on the I/O runtime and blocks the calling thread until it is done. The error is
+/// the runtime's own failure; whatever `work` returns, errors included, is the `Ok` value.
 pub(crate) fn block_on_io<T, F>(
     operation: &'static str,
     location: &str,
@@ -69,7 +70,7 @@ pub(crate) fn block_on_io<T, F>(
 ) -> Result<T, StorageError>
 where
     T: Send + 'static,
-    F: Future<Output = Result<T, StorageError>> + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
 {
     let runtime = io_runtime(operation, location)?;
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
@@ -78,7 +79,7 @@ where
         let _ = sender.send(work.await);
     });
     match receiver.recv() {
-        Ok(result) => result,
+        Ok(result) => Ok(result),
         Err(_) => Err(StorageError::Runtime {
             location: location.to_string(),
             operation,

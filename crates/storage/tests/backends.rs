@@ -223,23 +223,27 @@ fn gcs_large_object_round_trip_blocking() {
     assert_eq!(object.read_blocking().unwrap().as_ref(), data.as_slice());
 }
 
+/// Writes a new `saved_model.pb` (the marker) and `variables/variables.index` into `tree`, a
+/// write that must fail; returns the error's text.
+fn failed_model_tree_write(tree: &Location) -> String {
+    let files = vec![
+        ("saved_model.pb".to_string(), bytes("new")),
+        ("variables/variables.index".to_string(), bytes("i")),
+    ];
+    tree.write_tree_blocking(files, "saved_model.pb")
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn gcs_write_tree_failure_never_writes_the_marker() {
     let emulator = GcsEmulator::start().unwrap();
     // The bucket does not exist, so every write fails: the marker must not be attempted.
     let tree =
         Location::parse_with("gs://missing-bucket/model", &emulator.storage_options()).unwrap();
-    let files = vec![
-        ("saved_model.pb".to_string(), bytes("m")),
-        ("variables/variables.index".to_string(), bytes("i")),
-    ];
-    let error = tree
-        .write_tree_blocking(files, "saved_model.pb")
-        .unwrap_err();
+    let error = failed_model_tree_write(&tree);
     assert!(
-        error
-            .to_string()
-            .contains("gs://missing-bucket/model/variables/variables.index"),
+        error.contains("gs://missing-bucket/model/variables/variables.index"),
         "{error}"
     );
 }
@@ -258,19 +262,8 @@ fn local_write_tree_failure_leaves_no_marker_even_over_an_old_tree() {
     .unwrap();
     // A file where a directory must go makes the write of variables/... fail.
     std::fs::write(dir.path().join("model/variables"), b"in the way").unwrap();
-    let files = vec![
-        ("saved_model.pb".to_string(), bytes("new")),
-        ("variables/variables.index".to_string(), bytes("i")),
-    ];
-    let error = tree
-        .write_tree_blocking(files, "saved_model.pb")
-        .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("model/variables/variables.index"),
-        "{error}"
-    );
+    let error = failed_model_tree_write(&tree);
+    assert!(error.contains("model/variables/variables.index"), "{error}");
     assert!(
         !tree.join("saved_model.pb").exists_blocking().unwrap(),
         "the old marker must be gone and the new one never written"
@@ -332,6 +325,42 @@ fn blocking_twins_work_from_plain_threads_and_inside_runtimes() {
     );
     root.delete_tree_blocking().unwrap();
     assert!(root.list_blocking().unwrap().is_empty());
+}
+
+/// `block_on` runs several async steps as one and hands back their result, errors included,
+/// from a plain thread and from inside a runtime.
+#[test]
+fn block_on_runs_async_work_from_plain_threads_and_inside_runtimes() {
+    let root = Location::parse("memory://block-on/x").unwrap();
+    root.join("a").write_blocking(bytes("first")).unwrap();
+    let read_a_then_missing = |dir: Location| async move {
+        let a = dir.join("a").read().await?;
+        let missing = dir.join("missing").read().await;
+        Ok::<_, storage::StorageError>((a, missing.map_err(|e| e.is_not_found())))
+    };
+
+    let (a, missing) = root.block_on("test", read_a_then_missing).unwrap().unwrap();
+    assert_eq!(a, bytes("first"));
+    assert_eq!(missing, Err(true));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inside = runtime.block_on(async { root.block_on("test", read_a_then_missing) });
+    assert_eq!(inside.unwrap().unwrap().0, bytes("first"));
+
+    // An error of the work itself comes back inside the `Ok`, untouched.
+    let error = root
+        .block_on("test", |dir| async move { dir.join("nope").read().await })
+        .unwrap()
+        .unwrap_err();
+    assert!(error.is_not_found(), "{error}");
+    assert!(
+        error.to_string().contains("memory://block-on/x/nope"),
+        "{error}"
+    );
+    root.delete_tree_blocking().unwrap();
 }
 
 #[test]
