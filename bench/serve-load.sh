@@ -3,6 +3,7 @@
 #
 #   bench/serve-load.sh            # oha if installed (cargo install oha), else wrk (apt-get install wrk)
 #   DURATION=20 bench/serve-load.sh
+#   PREDICTOR=/tmp/old/predictor bench/serve-load.sh   # measure another build of the server
 #
 # Builds the release binary, serves testdata/savedmodels/tf1-tutorial (the tutorial's MNIST MLP,
 # exported by TensorFlow) on 127.0.0.1, and for batching on and off measures:
@@ -12,10 +13,9 @@
 # Prints a Markdown table; machine load (uptime) is printed before each run.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+# shellcheck source=bench/lib-serve.sh
+source "$(dirname "$0")/lib-serve.sh"
 duration=${DURATION:-10}
-model=${MODEL:-$root/testdata/savedmodels/tf1-tutorial}
 route=${ROUTE:-/v1/models/mnist:predict}
 
 oha_bin=${OHA:-$(command -v oha || true)}
@@ -26,51 +26,9 @@ if [ -z "$oha_bin" ] && [ -z "$wrk_bin" ]; then
   exit 1
 fi
 
-cargo build --release -p predictor >&2
-bin=$root/target/release/predictor
-
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Bodies: the first test image alone, and the 10 sample images repeated to 100 instances.
-python3 - "$root/testdata/sample.json" "$work" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-with open(sys.argv[2] + "/one.json", "w") as f:
-    json.dump({"instances": rows[:1]}, f)
-with open(sys.argv[2] + "/hundred.json", "w") as f:
-    json.dump({"instances": (rows * 10)[:100]}, f)
-EOF
-
-start_server() {
-  local log=$work/server.log
-  # Per-request logs stay on (info), written to a file as a deployment would.
-  RUST_LOG=${RUST_LOG:-info} "$bin" serve --port 0 --registry "$work/registry" --model "mnist=$model" "$@" \
-    >"$work/server.out" 2>"$log" &
-  server_pid=$!
-  for _ in $(seq 1 200); do
-    if grep -q "listening on" "$work/server.out" 2>/dev/null; then break; fi
-    sleep 0.05
-  done
-  url=$(sed -n 's/^listening on //p' "$work/server.out")
-  [ -n "$url" ] || { echo "server did not start:" >&2; cat "$log" >&2; exit 1; }
-  for _ in $(seq 1 200); do
-    if curl -sf "$url/v1/models/mnist" | grep -q AVAILABLE; then return; fi
-    sleep 0.1
-  done
-  echo "model did not become AVAILABLE:" >&2; cat "$log" >&2; exit 1
-}
-
-stop_server() {
-  peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
-  kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
+serve_init
+model=${MODEL:-$root/testdata/savedmodels/tf1-tutorial}
+serve_sample_bodies
 
 # run NAME BODY INSTANCES CONNECTIONS -> one Markdown row (and the load average first, on stderr)
 run() {
@@ -111,10 +69,15 @@ echo "machine: $(nproc) CPUs, $(uname -m); tool: ${oha_bin:-$wrk_bin}; ${duratio
 echo "| load | batching | connections | req/s | instances/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|---|---|---|"
 for mode in on off; do
-  if [ "$mode" = on ]; then start_server; else start_server --no-batching; fi
+  if [ "$mode" = on ]; then
+    serve_start --model "mnist=$model"
+  else
+    serve_start --model "mnist=$model" --no-batching
+  fi
+  serve_wait_available mnist
   run "1 instance" "$work/one.json" 1 1
   run "1 instance" "$work/one.json" 1 64
   run "100 instances" "$work/hundred.json" 100 16
-  stop_server
+  serve_stop
   echo "| peak RSS ($mode) | $((peak_rss_kb / 1024)) MiB | | | | | | |"
 done

@@ -16,37 +16,18 @@
 # samples, so a trend is visible.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+# shellcheck source=bench/lib-serve.sh
+source "$(dirname "$0")/lib-serve.sh"
 soak=${SOAK_SECONDS:-300}
 connections=${CONNECTIONS:-8}
 delay_ms=${DELAY_MS:-8}
 churn=${CHURN_SECONDS:-10}
-model=${MODEL:-$root/testdata/savedmodels/tf1-tutorial}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release -p predictor >&2
-bin=$root/target/release/predictor
-
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-python3 - "$root/testdata/sample.json" "$work/one.json" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-json.dump({"instances": rows[:1]}, open(sys.argv[2], "w"))
-EOF
-
-RUST_LOG=${RUST_LOG:-info} "$bin" serve --port 0 --registry "$work/registry" >"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 200); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$work/server.out")
-[ -n "$url" ] || { cat "$work/server.log" >&2; exit 1; }
+serve_init
+model=${MODEL:-$root/testdata/savedmodels/tf1-tutorial}
+serve_sample_bodies
+serve_start
 cli() { "$bin" "$@" --endpoint "$url"; }
 cli models create mnist
 cli versions create v0 --model mnist --origin "$model" --timeout-secs 60

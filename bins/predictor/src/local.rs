@@ -11,10 +11,11 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use predict_json::{InstanceFormat, PyValue};
 use savedmodel_runtime::{LoadedModel, SignatureInfo};
 use storage::Location;
+
+use crate::device::{self, DeviceChoice};
 
 /// The signature gcloud uses when `--signature-name` is not given and the model has several.
 const DEFAULT_SIGNATURE: &str = "serving_default";
@@ -58,9 +59,14 @@ pub struct LocalArgs {
     /// Most instances run in one forward pass; larger files run in several.
     #[arg(long, default_value_t = DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_batch_size: usize,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 pub fn run(args: LocalArgs) -> Result<()> {
+    // A device that cannot be used is a mistake in the command: say so before any I/O.
+    let device = device::open(args.device)?;
     let (path, format) = match (
         &args.json_instances,
         &args.json_request,
@@ -81,7 +87,7 @@ pub fn run(args: LocalArgs) -> Result<()> {
     let model_dir = Location::parse(&args.model_dir)
         .with_context(|| format!("invalid --model-dir {}", args.model_dir))?;
     check_model_dir(&model_dir)?;
-    let model = LoadedModel::load_blocking(&model_dir, &["serve"], &Device::Cpu)
+    let model = LoadedModel::load_blocking(&model_dir, &["serve"], &device)
         .with_context(|| format!("cannot load the SavedModel in {model_dir}"))?;
     let signature = choose_signature(&model, args.signature_name.as_deref())?;
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::device::{self, DeviceChoice};
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to bind. Only loopback unless told otherwise.
@@ -66,6 +68,14 @@ pub struct ServeArgs {
     /// How often the registry is re-read to follow other replicas, in seconds.
     #[arg(long, default_value_t = 10.0)]
     registry_poll_seconds: f64,
+    /// Longest wait, in seconds, for a client to send a complete request line and headers,
+    /// including the wait for the next request on an idle keep-alive connection; the
+    /// connection is closed when it runs out (protects against slow-loris clients).
+    #[arg(long, value_name = "SECS", default_value_t = serving::connections::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    header_read_timeout: f64,
+    /// Where the models run.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 fn name_and_url(flag: &str, value: &str) -> Result<(String, String)> {
@@ -95,12 +105,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             )
         };
     }
+    // Per-request log lines are buffered (see `log_writer`); the guard writes out the rest.
+    let (log_writer, _flush_logs_on_exit) = crate::log_writer::BufferedStderr::start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .ok();
@@ -140,6 +152,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.file_system_poll_wait_seconds,
     )?;
     config.registry_poll_interval = seconds("--registry-poll-seconds", args.registry_poll_seconds)?;
+    config.header_read_timeout = seconds("--header-read-timeout", args.header_read_timeout)?;
+    if config.header_read_timeout.is_zero() {
+        bail!("--header-read-timeout must be more than 0 seconds");
+    }
+    config.device = device::open(args.device)?;
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {
             max_batch_size: args.max_batch_size.max(1),
@@ -168,7 +185,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             writeln!(stdout, "listening on http://{local}")?;
             stdout.flush()?;
         }
-        tracing::info!(%local, registry = %config.registry, "predictor serve started");
+        tracing::info!(
+            %local,
+            registry = %config.registry,
+            device = device::describe(&config.device),
+            "predictor serve started"
+        );
         serving::serve(config, None, listener, shutdown_signal()).await?;
         Ok(())
     })

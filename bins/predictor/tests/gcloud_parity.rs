@@ -23,6 +23,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod serve_support;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -325,53 +327,12 @@ fn sample_28x28(dir: &Path) -> PathBuf {
 }
 
 /// A model written by our trainer: `$PREDICTOR_PARITY_TRAINER_MODEL` if set, else one epoch of
-/// the real trainer binary on testdata/idx/mnist-small (built with `cargo build -p trainer` if
-/// this test run did not build it already).
+/// this tree's trainer binary on testdata/idx/mnist-small.
 fn trainer_model(dir: &Path) -> PathBuf {
     if let Ok(model) = std::env::var("PREDICTOR_PARITY_TRAINER_MODEL") {
         return PathBuf::from(model);
     }
-    let predictor = PathBuf::from(env!("CARGO_BIN_EXE_predictor"));
-    let trainer = predictor.with_file_name(format!("trainer{}", std::env::consts::EXE_SUFFIX));
-    if !trainer.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile_release = predictor.parent().is_some_and(|d| d.ends_with("release"));
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "trainer"]).current_dir(root());
-        if profile_release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build -p trainer");
-        assert!(
-            status.success() && trainer.exists(),
-            "could not build the trainer at {}",
-            trainer.display()
-        );
-    }
-    let job_dir = dir.join("job");
-    let output = Command::new(&trainer)
-        .args([
-            "--train-file",
-            root().join("testdata/idx/mnist-small").to_str().unwrap(),
-        ])
-        .args([
-            "--job-dir",
-            job_dir.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--seed",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "the trainer failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    job_dir.join("model")
+    serve_support::trainer_model(dir, 1)
 }
 
 #[test]

@@ -16,43 +16,36 @@ use serve_support::*;
 
 const TOKEN: &str = "s3cret-token";
 
+/// Fields drop in order: the server stops before its folder is removed.
 struct Setup {
-    _tmp: tempfile::TempDir,
     server: Server,
     models: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 /// A server with a token and an allowed-origin prefix, and model `mnist` version `v1` deployed.
 async fn setup(extra: &[&str]) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let models = tmp.path().join("models");
-    copy_dir(&fixture("tf1-tutorial"), &models.join("mnist"));
+    let origin = models.join("mnist");
+    copy_dir(&fixture("tf1-tutorial"), &origin);
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let mut args = vec![
-        "--registry",
-        tmp.path().join("reg").to_str().unwrap().to_string().leak(),
-        "--auth-token-file",
-        token_file.to_str().unwrap().to_string().leak(),
-        "--allow-origin",
-        models.to_str().unwrap().to_string().leak(),
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args, &[]);
     let token_file = token_file.to_str().unwrap();
-    server.cli_ok(&["models", "create", "mnist", "--auth-token-file", token_file]);
-    let origin = models.join("mnist");
-    server.cli_ok(&[
-        "versions",
-        "create",
-        "v1",
-        "--model",
-        "mnist",
-        "--origin",
-        origin.to_str().unwrap(),
+    let mut args = vec![
         "--auth-token-file",
         token_file,
-    ]);
+        "--allow-origin",
+        models.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start_in(tmp.path(), &args, &[]);
+    server.deploy(
+        "mnist",
+        "v1",
+        origin.to_str().unwrap(),
+        &["--auth-token-file", token_file],
+    );
     Setup {
         _tmp: tmp,
         server,
@@ -441,4 +434,114 @@ async fn sigterm_finishes_in_flight_requests() {
         "{status:?}\n{}",
         s.server.log()
     );
+}
+
+/// Waits (at most `limit`) for the server to close `stream`; returns how long that took, or
+/// `None` if the connection was still open at the end.
+fn closed_within(stream: &TcpStream, limit: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let mut stream = stream.try_clone().unwrap();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match stream.read(&mut buf) {
+            // The server closed (EOF), or reset because our unread bytes were still queued.
+            Ok(0) => return Some(started.elapsed()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed());
+            }
+            // Anything the server sends before closing (there is nothing to answer) is skipped.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading from the server: {e}"),
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
+    let s = setup(&["--header-read-timeout", "1"]).await;
+    let server = &s.server;
+    let address = server.url.strip_prefix("http://").unwrap().to_string();
+    let limit = Duration::from_secs(4);
+
+    // Slow loris: a request line and headers trickled one byte every 100 ms, never finished.
+    // The timeout covers the whole head, so trickling does not keep the connection alive.
+    let trickler = TcpStream::connect(&address).unwrap();
+    let mut writer = trickler.try_clone().unwrap();
+    let head = format!(
+        "POST /v1/models/mnist:predict HTTP/1.1\r\nHost: {address}\r\nX-Padding: {}",
+        "a".repeat(1000)
+    );
+    let trickling = std::thread::spawn(move || {
+        for byte in head.bytes() {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    // A partial request line, then silence.
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    stalled.write_all(b"GET /v1/models/mn").unwrap();
+    // A keep-alive connection that makes two requests half a second apart (kept open: the
+    // timeout only limits the wait for a request) and then idles.
+    let mut idle = TcpStream::connect(&address).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for pause in [Duration::ZERO, Duration::from_millis(500)] {
+        std::thread::sleep(pause);
+        write!(
+            idle,
+            "GET /v1/models/mnist HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        )
+        .unwrap();
+        let answer = read_response(&mut idle);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    // Meanwhile a normal client is served, on fresh connections and on one kept alive while it
+    // sends requests less than the timeout apart.
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let response = client
+            .post(format!("{}/v1/models/mnist:predict", server.url))
+            .body(json!({"instances": [image(784)]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(answered >= 4, "only {answered} answers");
+
+    // Every bad connection is closed about one second after it began to wait for a request.
+    for (name, stream) in [
+        ("trickling", &trickler),
+        ("stalled", &stalled),
+        ("idle", &idle),
+    ] {
+        let closed = closed_within(stream, limit);
+        assert!(
+            closed.is_some(),
+            "the {name} connection was still open {limit:?} later\n{}",
+            server.log()
+        );
+    }
+    let total = started.elapsed();
+    assert!(total < Duration::from_secs(5), "closing took {total:?}");
+    trickling.join().unwrap();
+
+    // The server itself is fine.
+    let (status, body) = server.get("/v1/models/mnist").await;
+    assert_eq!(status, 200, "{body}");
 }

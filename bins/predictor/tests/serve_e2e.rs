@@ -1,5 +1,7 @@
-//! End to end: a real `predictor serve` process, real SavedModels made by TensorFlow, the real
-//! runtime, the client CLI, raw HTTP, and `gs://` on a real fake-gcs-server.
+//! End to end: a real `predictor serve` process, the real runtime, the client CLI, raw HTTP, and
+//! `gs://` on a real fake-gcs-server. The tutorial's deployment serves a model written by our own
+//! trainer (and must answer exactly what `predictor local` answers for it); the other tests use
+//! SavedModels made by TensorFlow, checked against TensorFlow's own outputs.
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,125 +15,83 @@ use serve_support::*;
 
 const MODEL: &str = "tf1-tutorial";
 
-/// TF's classes for the first 10 test images (the rows of testdata/sample.json).
-fn tf_classes() -> Vec<i64> {
-    expected(MODEL)["outputs"]["class"]["values"]
-        .as_array()
-        .unwrap()[..10]
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+/// TF's outputs for the 10 sample images as online-prediction rows.
+fn tf_predictions() -> Value {
+    let probabilities = expected(MODEL)["outputs"]["probabilities"]["values"].clone();
+    let probabilities = probabilities.as_array().unwrap();
+    let rows: Vec<Value> = fixture_classes(MODEL)
+        .into_iter()
+        .enumerate()
+        .map(|(row, class)| {
+            json!({"class": class, "probabilities": probabilities[row * 10..row * 10 + 10]})
+        })
+        .collect();
+    Value::Array(rows)
 }
 
-fn tf_probabilities(row: usize) -> Vec<f64> {
-    let values = expected(MODEL)["outputs"]["probabilities"]["values"]
-        .as_array()
-        .unwrap()
-        .clone();
-    values[row * 10..row * 10 + 10]
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
+/// Checks predictions for the 10 sample images: the same classes as `want` and every
+/// probability within `tolerance` (a forward pass over another batch may sum in another order).
+fn assert_same_predictions(got: &Value, want: &Value, tolerance: f64) {
+    assert_eq!(classes(got), classes(want), "{got}");
+    let probabilities = |p: &Value| -> Vec<f64> {
+        p["probabilities"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no probabilities in {p}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(got.len(), 10);
+    for (row, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (probabilities(g), probabilities(w));
+        assert_eq!(g.len(), w.len(), "row {row}");
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() <= tolerance, "row {row}: {a} vs {b}");
+        }
+    }
 }
 
 /// Checks an online-prediction answer for the 10 sample images against TF's outputs.
 fn assert_matches_tf(predictions: &Value) {
-    let predictions = predictions
-        .as_array()
-        .unwrap_or_else(|| panic!("no predictions: {predictions}"));
-    assert_eq!(predictions.len(), 10);
-    let classes: Vec<i64> = predictions
-        .iter()
-        .map(|p| p["class"].as_i64().unwrap())
-        .collect();
-    assert_eq!(classes, tf_classes());
-    for (row, p) in predictions.iter().enumerate() {
-        let probs: Vec<f64> = p["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        for (got, want) in probs.iter().zip(tf_probabilities(row)) {
-            assert!((got - want).abs() < 1e-5, "row {row}: {got} vs TF {want}");
-        }
-    }
+    assert_same_predictions(predictions, &tf_predictions(), 1e-5);
 }
 
-async fn upload_to_gcs(emulator: &gcs_emulator::GcsEmulator, dir: &std::path::Path, url: &str) {
-    let location = storage::Location::parse_with(url, &emulator.storage_options()).unwrap();
-    let mut files = Vec::new();
-    fn walk(
-        root: &std::path::Path,
-        dir: &std::path::Path,
-        files: &mut Vec<(String, bytes::Bytes)>,
-    ) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, files);
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                files.push((rel, bytes::Bytes::from(std::fs::read(&path).unwrap())));
-            }
-        }
-    }
-    walk(dir, dir, &mut files);
-    location.write_tree(files, "saved_model.pb").await.unwrap();
-}
-
+/// The tutorial's last part with the model our trainer wrote: deploy it from a local folder and
+/// from `gs://`, list, predict through the CLI and raw HTTP on both APIs, restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
+async fn trainer_model_deployed_locally_and_from_gcs_predicts_through_both_apis() {
     let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("checkpoints/model");
-    copy_dir(&fixture(MODEL), &model_dir);
-    let emulator = gcs_emulator::GcsEmulator::start_with_buckets(&["tutorial"]).unwrap();
-    upload_to_gcs(&emulator, &model_dir, "gs://tutorial/checkpoints/model").await;
-    let registry = tmp.path().join("registry");
-    let registry_arg = registry.to_str().unwrap();
-
-    let mut server = Server::start(
-        &["--registry", registry_arg],
-        &[("STORAGE_EMULATOR_HOST", emulator.endpoint())],
+    let model_dir = trainer_model(tmp.path(), 3);
+    let local = local_predictions(&model_dir);
+    let correct = classes(&local)
+        .iter()
+        .zip(SAMPLE_LABELS)
+        .filter(|(got, label)| **got == *label)
+        .count();
+    assert!(
+        correct >= 8,
+        "three epochs should read most of sample.json: {:?} vs labels {SAMPLE_LABELS:?}",
+        classes(&local)
     );
+    let emulator = gcs_emulator::GcsEmulator::start_with_buckets(&["tutorial"]).unwrap();
+    upload_to_gcs(&emulator, &model_dir, "gs://tutorial/job/model").await;
+    let env = [("STORAGE_EMULATOR_HOST", emulator.endpoint())];
+
+    let mut server = Server::start_in(tmp.path(), &[], &env);
     assert!(free_port_is_loopback(&server.url), "{}", server.url);
 
     // The tutorial's deployment, with our CLI.
-    server.cli_ok(&["models", "create", "mnist"]);
-    server.cli_ok(&[
-        "versions",
-        "create",
-        "v1",
-        "--model",
-        "mnist",
-        "--origin",
-        model_dir.to_str().unwrap(),
-    ]);
-    server.cli_ok(&["models", "create", "mnist_gcs"]);
-    server.cli_ok(&[
-        "versions",
-        "create",
-        "v1",
-        "--model",
-        "mnist_gcs",
-        "--origin",
-        "gs://tutorial/checkpoints/model",
-    ]);
+    server.deploy("mnist", "v1", model_dir.to_str().unwrap(), &[]);
+    server.deploy("mnist_gcs", "v1", "gs://tutorial/job/model", &[]);
+    let models_table = "NAME       DEFAULT_VERSION_NAME\nmnist      v1\nmnist_gcs  v1\n";
+    assert_eq!(server.cli_ok(&["models", "list"]), models_table);
     assert_eq!(
-        server.cli_ok(&["models", "list"]),
-        "NAME       DEFAULT_VERSION_NAME\nmnist      v1\nmnist_gcs  v1\n"
-    );
-    let versions = server.cli_ok(&["versions", "list", "--model", "mnist_gcs"]);
-    assert_eq!(
-        versions,
-        "NAME  DEPLOYMENT_URI                   STATE\nv1    gs://tutorial/checkpoints/model  READY\n"
+        server.cli_ok(&["versions", "list", "--model", "mnist_gcs"]),
+        "NAME  DEPLOYMENT_URI           STATE\nv1    gs://tutorial/job/model  READY\n"
     );
 
-    // Predict with the tutorial's sample.json through the CLI.
+    // Predict with the tutorial's sample.json through the CLI: what `predictor local` says.
     let sample = sample_json();
     let sample = sample.to_str().unwrap();
     for model in ["mnist", "mnist_gcs"] {
@@ -144,7 +104,7 @@ async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
             "--format",
             "json",
         ]);
-        assert_matches_tf(&json(&out)["predictions"]);
+        assert_same_predictions(&json(&out)["predictions"], &local, 1e-6);
     }
     let table = server.cli_ok(&[
         "predict",
@@ -162,34 +122,7 @@ async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(table_classes, tf_classes());
-
-    // Same classes as `predictor local` on the same files.
-    let local = std::process::Command::new(PREDICTOR)
-        .args([
-            "local",
-            "--model-dir",
-            model_dir.to_str().unwrap(),
-            "--json-instances",
-            sample,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "predictor local: {}",
-        String::from_utf8_lossy(&local.stderr)
-    );
-    let local = json(&String::from_utf8(local.stdout).unwrap());
-    let local_classes: Vec<i64> = local["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["class"].as_i64().unwrap())
-        .collect();
-    assert_eq!(local_classes, tf_classes());
+    assert_eq!(table_classes, classes(&local));
 
     // Raw HTTP, Cloud ML Engine API.
     let body = json!({"instances": sample_instances()}).to_string();
@@ -197,59 +130,88 @@ async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
         "/v1/projects/default/models/mnist:predict",
         "/v1/projects/default/models/mnist/versions/v1:predict",
         "/v1/projects/default/models/mnist_gcs:predict",
+        "/v1/projects/default/models/mnist_gcs/versions/v1:predict",
     ] {
         let (status, text) = server.post(path, body.clone()).await;
         assert_eq!(status, 200, "{path}: {text}");
-        assert_matches_tf(&json(&text)["predictions"]);
+        assert_same_predictions(&json(&text)["predictions"], &local, 1e-6);
     }
 
-    // TF Serving REST API for the same model.
-    let (status, text) = server.get("/v1/models/mnist").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        json(&text),
-        json!({"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
-    );
-    let (status, text) = server.get("/v1/models/mnist/metadata").await;
-    assert_eq!(status, 200, "{text}");
-    let metadata = json(&text);
-    assert_eq!(
-        metadata["model_spec"],
-        json!({"name": "mnist", "signature_name": "", "version": "1"})
-    );
-    let signature = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"];
-    assert_eq!(signature["inputs"]["image"]["dtype"], "DT_FLOAT");
-    assert_eq!(
-        signature["inputs"]["image"]["tensor_shape"]["dim"],
-        json!([{"size": "-1", "name": ""}, {"size": "784", "name": ""}])
-    );
-    assert_eq!(signature["outputs"]["class"]["dtype"], "DT_INT64");
-    assert_eq!(signature["method_name"], "tensorflow/serving/predict");
+    // TF Serving REST API for the same model: TF Serving's documents, to the byte where TF
+    // Serving fixes the layout (protobuf's JSON printer for status, its skeleton for metadata).
+    for model in ["mnist", "mnist_gcs"] {
+        let (status, text) = server.get(&format!("/v1/models/{model}")).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            text,
+            "{\n \"model_version_status\": [\n  {\n   \"version\": \"1\",\n   \"state\": \"AVAILABLE\",\n   \
+             \"status\": {\n    \"error_code\": \"OK\",\n    \"error_message\": \"\"\n   }\n  }\n ]\n}\n"
+        );
+        let (status, text) = server.get(&format!("/v1/models/{model}/metadata")).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.starts_with("{\n\"model_spec\":"), "{text}");
+        assert!(
+            text.contains(",\n\"metadata\": {\"signature_def\": "),
+            "{text}"
+        );
+        let dims = |sizes: &[&str]| -> Value {
+            json!({
+                "dim": sizes.iter().map(|s| json!({"size": s, "name": ""})).collect::<Vec<_>>(),
+                "unknown_rank": false
+            })
+        };
+        assert_eq!(
+            json(&text),
+            json!({
+                "model_spec": {"name": model, "signature_name": "", "version": "1"},
+                "metadata": {"signature_def": {"signature_def": {"serving_default": {
+                    "inputs": {"image": {
+                        "dtype": "DT_FLOAT", "tensor_shape": dims(&["-1", "784"]), "name": "image:0"
+                    }},
+                    "outputs": {
+                        "class": {
+                            "dtype": "DT_INT64", "tensor_shape": dims(&["-1"]), "name": "class:0"
+                        },
+                        "probabilities": {
+                            "dtype": "DT_FLOAT",
+                            "tensor_shape": dims(&["-1", "10"]),
+                            "name": "probabilities:0"
+                        }
+                    },
+                    "method_name": "tensorflow/serving/predict",
+                    "defaults": {}
+                }}}}
+            })
+        );
+    }
     for path in [
         "/v1/models/mnist:predict",
         "/v1/models/mnist/versions/1:predict",
         "/v1/models/mnist/labels/v1:predict",
+        "/v1/models/mnist_gcs:predict",
     ] {
         let (status, text) = server.post(path, body.clone()).await;
         assert_eq!(status, 200, "{path}: {text}");
+        // TF Serving's row-format writer: 4-space indent, outputs in signature order.
+        let first_class = classes(&local)[0];
         assert!(
-            text.starts_with("{\n    \"predictions\": [\n        {\n            \"class\": 7,"),
+            text.starts_with(&format!(
+                "{{\n    \"predictions\": [\n        {{\n            \"class\": {first_class},"
+            )),
             "{text}"
         );
-        assert_matches_tf(&json(&text)["predictions"]);
+        assert_same_predictions(&json(&text)["predictions"], &local, 1e-6);
     }
     let columnar = json!({"inputs": {"image": sample_instances()}}).to_string();
     let (status, text) = server.post("/v1/models/mnist:predict", columnar).await;
     assert_eq!(status, 200, "{text}");
     let outputs = &json(&text)["outputs"];
-    let classes: Vec<i64> = outputs["class"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
+    let columnar_rows: Vec<Value> = (0..10)
+        .map(|row| {
+            json!({"class": outputs["class"][row], "probabilities": outputs["probabilities"][row]})
+        })
         .collect();
-    assert_eq!(classes, tf_classes());
-    assert_eq!(outputs["probabilities"].as_array().unwrap().len(), 10);
+    assert_same_predictions(&Value::Array(columnar_rows), &local, 1e-6);
 
     // Metrics saw the requests and the two loaded versions.
     let (_, metrics) = server.get("/monitoring/prometheus/metrics").await;
@@ -274,27 +236,18 @@ async fn deploy_locally_and_from_gcs_then_predict_through_both_apis() {
         .terminate(Duration::from_secs(20))
         .expect("server did not stop on SIGTERM");
     assert!(status.success(), "{status:?}");
-    let server = Server::start(
-        &["--registry", registry_arg],
-        &[("STORAGE_EMULATOR_HOST", emulator.endpoint())],
-    );
-    assert_eq!(
-        server.cli_ok(&["models", "list"]),
-        "NAME       DEFAULT_VERSION_NAME\nmnist      v1\nmnist_gcs  v1\n"
-    );
+    let server = Server::start_in(tmp.path(), &[], &env);
+    assert_eq!(server.cli_ok(&["models", "list"]), models_table);
     server
         .wait_for_status("mnist_gcs", Duration::from_secs(60), |b| {
             b.contains("AVAILABLE")
         })
         .await;
     let (status, text) = server
-        .post(
-            "/v1/projects/default/models/mnist_gcs:predict",
-            body.clone(),
-        )
+        .post("/v1/projects/default/models/mnist_gcs:predict", body)
         .await;
     assert_eq!(status, 200, "{text}");
-    assert_matches_tf(&json(&text)["predictions"]);
+    assert_same_predictions(&json(&text)["predictions"], &local, 1e-6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,20 +258,8 @@ async fn version_lifecycle_default_and_failures() {
     let broken = tmp.path().join("broken");
     std::fs::create_dir_all(&broken).unwrap();
     std::fs::write(broken.join("saved_model.pb"), b"this is not a protobuf").unwrap();
-    let server = Server::start(
-        &["--registry", tmp.path().join("reg").to_str().unwrap()],
-        &[],
-    );
-    server.cli_ok(&["models", "create", "mnist"]);
-    server.cli_ok(&[
-        "versions",
-        "create",
-        "v1",
-        "--model",
-        "mnist",
-        "--origin",
-        good.to_str().unwrap(),
-    ]);
+    let server = Server::start_in(tmp.path(), &[], &[]);
+    server.deploy("mnist", "v1", good.to_str().unwrap(), &[]);
 
     // A version that cannot load ends FAILED with the reason, and is never served.
     let out = server.cli(&[
@@ -385,15 +326,7 @@ async fn version_lifecycle_default_and_failures() {
     assert_eq!(status, 400, "{text}");
 
     // Second version, set as default, then the first one can go.
-    server.cli_ok(&[
-        "versions",
-        "create",
-        "v2",
-        "--model",
-        "mnist",
-        "--origin",
-        good.to_str().unwrap(),
-    ]);
+    server.create_version("mnist", "v2", good.to_str().unwrap(), &[]);
     let out = server.cli(&["versions", "delete", "v1", "--model", "mnist"]);
     assert!(
         !out.status.success(),
@@ -441,10 +374,7 @@ async fn concurrent_mutations_keep_every_version() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good");
     copy_dir(&fixture(MODEL), &good);
-    let server = Server::start(
-        &["--registry", tmp.path().join("reg").to_str().unwrap()],
-        &[],
-    );
+    let server = Server::start_in(tmp.path(), &[], &[]);
     let (status, text) = server
         .request(
             Method::POST,
@@ -512,16 +442,7 @@ async fn second_replica_follows_a_registry_on_gcs() {
     let first = Server::start(&args, &env);
     let second = Server::start(&args, &env);
 
-    first.cli_ok(&["models", "create", "mnist"]);
-    first.cli_ok(&[
-        "versions",
-        "create",
-        "v1",
-        "--model",
-        "mnist",
-        "--origin",
-        "gs://deployments/models/mnist",
-    ]);
+    first.deploy("mnist", "v1", "gs://deployments/models/mnist", &[]);
     // The second replica picks the deployment up from the shared registry and serves it.
     second
         .wait_for_status("mnist", Duration::from_secs(30), |b| {

@@ -39,10 +39,9 @@ async fn versions_appear_fail_and_disappear_without_restart() {
     copy_dir(&fixture("tf1-tutorial"), &base.join("1"));
     std::fs::create_dir_all(base.join("not-a-version")).unwrap();
     let base_arg = format!("mnist={}", base.display());
-    let server = Server::start(
+    let server = Server::start_in(
+        tmp.path(),
         &[
-            "--registry",
-            tmp.path().join("reg").to_str().unwrap(),
             "--model-base-path",
             &base_arg,
             "--file-system-poll-wait-seconds",
@@ -139,16 +138,11 @@ async fn single_model_flag_and_batched_concurrent_requests() {
     let model_arg = format!("mnist={}", fixture("tf1-tutorial").display());
     let mut answers = Vec::new();
     for batching in [true, false] {
-        let mut args = vec![
-            "--registry",
-            tmp.path().join("reg").to_str().unwrap().to_string().leak(),
-            "--model",
-            &model_arg,
-        ];
+        let mut args = vec!["--model", &model_arg];
         if !batching {
             args.push("--no-batching");
         }
-        let server = Server::start(&args, &[]);
+        let server = Server::start_in(tmp.path(), &args, &[]);
         server
             .wait_for_status("mnist", Duration::from_secs(30), |b| {
                 b.contains("AVAILABLE")
@@ -175,14 +169,9 @@ async fn single_model_flag_and_batched_concurrent_requests() {
         for task in tasks {
             results.push(task.await.unwrap());
         }
-        let classes: Vec<i64> = results
-            .iter()
-            .map(|p| p["class"].as_i64().unwrap())
-            .collect();
-        let expected: Vec<i64> = (0..64)
-            .map(|i| [7, 2, 1, 0, 4, 1, 4, 9, 6, 9][i % 10])
-            .collect();
-        assert_eq!(classes, expected);
+        let tf = fixture_classes("tf1-tutorial");
+        let expected: Vec<i64> = (0..64).map(|i| tf[i % 10]).collect();
+        assert_eq!(classes(&Value::Array(results.clone())), expected);
         let (_, metrics) = server.get("/monitoring/prometheus/metrics").await;
         assert!(
             metrics.contains("predictor_predictions_total 64\n"),

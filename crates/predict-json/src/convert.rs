@@ -1,9 +1,9 @@
 //! JSON instance -> column buffers, in one streaming pass.
 //!
-//! The instance is visited through serde's `Deserializer` (a `serde_json` slice deserializer for
-//! files and request bodies, or a `serde_json::Value`), and every number lands directly in the
-//! typed buffer of its input: no intermediate `Value` tree, which matters for 10,000-instance files
-//! and for a server parsing 784 floats per instance.
+//! The instance is visited through serde's `Deserializer` (the crate's [`crate::json`] reader
+//! under gcloud rules for files and request bodies, or a `serde_json::Value`), and every number
+//! lands directly in the typed buffer of its input: no intermediate `Value` tree, which matters
+//! for 10,000-instance files and for a server parsing 784 floats per instance.
 //!
 //! Problems are reported through a side channel (`Problem`) rather than serde's error type, so the
 //! caller gets our message verbatim and can tell them apart from JSON syntax errors.

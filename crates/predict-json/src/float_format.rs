@@ -196,26 +196,233 @@ fn printf_g(value: f64, precision: usize) -> String {
 
 /// TF Serving's `WriteDecimal` for a float32 tensor element.
 pub fn tf_serving_f32(value: f32) -> String {
-    if !value.is_finite() {
-        return tf_serving_non_finite(value.is_nan(), value > 0.0);
-    }
-    let mut text = printf_g(f64::from(value), 6);
-    if text.parse::<f32>().ok() != Some(value) {
-        text = printf_g(f64::from(value), 9);
-    }
-    dot_zero(text)
+    let mut out = String::new();
+    write_tf_serving_f32(&mut out, value);
+    out
 }
 
 /// TF Serving's `WriteDecimal` for a float64 tensor element.
 pub fn tf_serving_f64(value: f64) -> String {
+    let mut out = String::new();
+    write_tf_serving_f64(&mut out, value);
+    out
+}
+
+/// [`tf_serving_f32`], appended to `out`.
+pub(crate) fn write_tf_serving_f32(out: &mut String, value: f32) {
+    let round_trips = |text: &str| text.parse::<f32>().ok() == Some(value);
+    write_tf_serving(out, f64::from(value), 9, round_trips);
+}
+
+/// [`tf_serving_f64`], appended to `out`.
+pub(crate) fn write_tf_serving_f64(out: &mut String, value: f64) {
+    let round_trips = |text: &str| text.parse::<f64>().ok() == Some(value);
+    write_tf_serving(out, value, 17, round_trips);
+}
+
+/// `WriteDecimal`: `%g` if that text `round_trips` to the tensor's value, else `%.{precision}g`.
+/// Response bodies hold thousands of these, so the usual case allocates nothing: the digits come
+/// from [`round_significant`]'s exact integer arithmetic and the round-trip test parses a stack
+/// buffer.
+fn write_tf_serving(
+    out: &mut String,
+    value: f64,
+    precision: u32,
+    round_trips: impl Fn(&str) -> bool,
+) {
     if !value.is_finite() {
-        return tf_serving_non_finite(value.is_nan(), value > 0.0);
+        out.push_str(&tf_serving_non_finite(value.is_nan(), value > 0.0));
+        return;
     }
+    let mut buf = GBuffer::new();
+    if buf.printf_g(value, 6).is_some_and(&round_trips) || buf.printf_g(value, precision).is_some()
+    {
+        push_dot_zero(out, buf.as_str());
+        return;
+    }
+    // Out of the exact fast path's range: the general (allocating) route.
     let mut text = printf_g(value, 6);
-    if text.parse::<f64>().ok() != Some(value) {
-        text = printf_g(value, 17);
+    if !round_trips(&text) {
+        text = printf_g(value, precision as usize);
     }
-    dot_zero(text)
+    push_dot_zero(out, &text);
+}
+
+/// TF Serving appends `.0` to numbers written without a point or exponent (`4` -> `4.0`) so
+/// that clients see a float.
+fn push_dot_zero(out: &mut String, text: &str) {
+    out.push_str(text);
+    if !text.contains(['.', 'e']) {
+        out.push_str(".0");
+    }
+}
+
+/// `|value|` rounded to `precision` significant decimal digits, ties to even on the exact binary
+/// value (what printf does): `(digits, exponent)` with `digits` in `[10^(p-1), 10^p)` and
+/// `|value| ≈ digits × 10^(exponent - p + 1)`. `value` is finite and non-zero, `precision` at
+/// most 17. The quotient is computed exactly in `u128`; `None` when the operands would not fit
+/// (very large or very small magnitudes), and the caller takes the general route.
+fn round_significant(value: f64, precision: u32) -> Option<(u64, i32)> {
+    let bits = value.abs().to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mut mantissa, mut exp2) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    if mantissa == 0 {
+        return None;
+    }
+    // Fewer significant bits leave more room in u128 (a float32's mantissa has at most 24).
+    let zeros = mantissa.trailing_zeros();
+    mantissa >>= zeros;
+    exp2 += zeros as i32;
+    let low = 10u64.pow(precision - 1);
+    let high = low * 10;
+    // floor(log2 |value|) × log10(2), rounded down (78913 / 2^18 ≈ log10 2), estimates the
+    // decimal exponent to within one; the quotient's size corrects it below.
+    let exp2_of_value = exp2 + 63 - mantissa.leading_zeros() as i32;
+    let mut exp10 = ((i64::from(exp2_of_value) * 78913) >> 18) as i32;
+    for _ in 0..4 {
+        let (quotient, remainder, divisor) =
+            scaled_quotient(mantissa, exp2, exp10 - precision as i32 + 1)?;
+        if quotient >= u128::from(high) {
+            exp10 += 1;
+            continue;
+        }
+        if quotient < u128::from(low) {
+            exp10 -= 1;
+            continue;
+        }
+        let mut digits = quotient as u64;
+        let twice = remainder << 1;
+        if twice > divisor || (twice == divisor && digits % 2 == 1) {
+            digits += 1;
+        }
+        if digits == high {
+            return Some((low, exp10 + 1));
+        }
+        return Some((digits, exp10));
+    }
+    None
+}
+
+/// `mantissa × 2^exp2 / 10^scale` as quotient, remainder and divisor, all exact; `None` when an
+/// operand would overflow `u128`.
+fn scaled_quotient(mantissa: u64, exp2: i32, scale: i32) -> Option<(u128, u128, u128)> {
+    // mantissa × 2^exp2 × 10^-scale = (mantissa × 5^-scale) × 2^(exp2 - scale) for scale <= 0,
+    // and mantissa × 2^(exp2 - scale) / 5^scale for scale > 0.
+    let mut numerator = u128::from(mantissa);
+    let mut divisor: u128 = 1;
+    if scale <= 0 {
+        numerator = numerator.checked_mul(5u128.checked_pow(scale.unsigned_abs())?)?;
+    } else {
+        divisor = 5u128.checked_pow(scale as u32)?;
+    }
+    let shift = exp2 - scale;
+    if shift >= 0 {
+        let shift = shift as u32;
+        if shift >= 128 || numerator.leading_zeros() <= shift {
+            return None;
+        }
+        numerator <<= shift;
+    } else {
+        let shift = shift.unsigned_abs();
+        if shift >= 128 || divisor.leading_zeros() <= shift {
+            return None;
+        }
+        divisor <<= shift;
+    }
+    // Usually the divisor is a power of two (values below 10^(precision-1)) or everything fits
+    // 64 bits: spare the slow 128-bit division.
+    let quotient = if divisor.is_power_of_two() {
+        numerator >> divisor.trailing_zeros()
+    } else if let (Ok(n), Ok(d)) = (u64::try_from(numerator), u64::try_from(divisor)) {
+        u128::from(n / d)
+    } else {
+        numerator / divisor
+    };
+    Some((quotient, numerator - quotient * divisor, divisor))
+}
+
+/// A stack buffer holding one `%g` text.
+struct GBuffer {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl GBuffer {
+    fn new() -> GBuffer {
+        GBuffer {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, signs, '.', 'e' and '0' are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// C's `printf("%.{precision}g", value)` for a finite value, into this buffer (replacing what
+    /// it held); `None` (and nothing usable written) where [`round_significant`] gives up.
+    fn printf_g(&mut self, value: f64, precision: u32) -> Option<&str> {
+        self.len = 0;
+        if value.is_sign_negative() {
+            self.push(b'-');
+        }
+        if value == 0.0 {
+            self.push(b'0');
+            return Some(self.as_str());
+        }
+        let (mut digits, exponent) = round_significant(value, precision)?;
+        let mut count = precision as usize;
+        while count > 1 && digits % 10 == 0 {
+            digits /= 10;
+            count -= 1;
+        }
+        let mut text = [0u8; 20];
+        for slot in text[..count].iter_mut().rev() {
+            *slot = b'0' + (digits % 10) as u8;
+            digits /= 10;
+        }
+        let text = &text[..count];
+        if exponent < -4 || exponent >= precision as i32 {
+            self.push(text[0]);
+            if count > 1 {
+                self.push(b'.');
+                text[1..].iter().for_each(|&d| self.push(d));
+            }
+            self.push(b'e');
+            self.push(if exponent < 0 { b'-' } else { b'+' });
+            let magnitude = exponent.unsigned_abs();
+            if magnitude >= 100 {
+                self.push(b'0' + (magnitude / 100) as u8);
+            }
+            self.push(b'0' + (magnitude / 10 % 10) as u8);
+            self.push(b'0' + (magnitude % 10) as u8);
+        } else if exponent < 0 {
+            self.push(b'0');
+            self.push(b'.');
+            (0..exponent.unsigned_abs() - 1).for_each(|_| self.push(b'0'));
+            text.iter().for_each(|&d| self.push(d));
+        } else {
+            let point = exponent as usize + 1;
+            for i in 0..point.max(count) {
+                if i == point {
+                    self.push(b'.');
+                }
+                self.push(text.get(i).copied().unwrap_or(b'0'));
+            }
+        }
+        Some(self.as_str())
+    }
 }
 
 fn tf_serving_non_finite(nan: bool, positive: bool) -> String {
@@ -224,15 +431,6 @@ fn tf_serving_non_finite(nan: bool, positive: bool) -> String {
         (false, true) => "Infinity".into(),
         (false, false) => "-Infinity".into(),
     }
-}
-
-/// TF Serving appends `.0` to numbers written without a point or exponent (`4` -> `4.0`) so
-/// that clients see a float.
-fn dot_zero(mut text: String) -> String {
-    if !text.contains('.') && !text.contains('e') {
-        text.push_str(".0");
-    }
-    text
 }
 
 #[cfg(test)]
@@ -323,5 +521,97 @@ mod tests {
         assert_eq!(tf_serving_f64(0.1 + 0.2), "0.30000000000000004");
         assert_eq!(tf_serving_f64(100.0), "100.0");
         assert_eq!(tf_serving_f64(1e100), "1e+100");
+    }
+
+    /// The general `%g` route (Rust's exactly rounded `{:e}` text, re-assembled).
+    fn general(value: f64, precision: usize, round_trips: impl Fn(&str) -> bool) -> String {
+        let mut text = printf_g(value, 6);
+        if !round_trips(&text) {
+            text = printf_g(value, precision);
+        }
+        let mut out = String::new();
+        push_dot_zero(&mut out, &text);
+        out
+    }
+
+    fn general_f32(value: f32) -> String {
+        general(f64::from(value), 9, |t| {
+            t.parse::<f32>().ok() == Some(value)
+        })
+    }
+
+    fn general_f64(value: f64) -> String {
+        general(value, 17, |t| t.parse::<f64>().ok() == Some(value))
+    }
+
+    fn routes_agree<T>(values: Vec<T>, fast: fn(T) -> String, general: fn(T) -> String)
+    where
+        T: Copy + std::ops::Neg<Output = T> + std::fmt::LowerExp,
+    {
+        for value in values {
+            for v in [value, -value] {
+                assert_eq!(fast(v), general(v), "{v:e}");
+            }
+        }
+    }
+
+    /// The allocation-free integer route must print exactly what the general route prints, for
+    /// every kind of value: random bit patterns (all magnitudes, subnormals), values next to
+    /// powers of ten (where the exponent estimate is off by one and rounding carries), and
+    /// decimal ties.
+    #[test]
+    fn fast_tf_serving_text_equals_the_general_route() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut floats: Vec<f32> = (0..200_000)
+            .map(|_| f32::from_bits(next() as u32))
+            .collect();
+        let mut doubles: Vec<f64> = (0..200_000).map(|_| f64::from_bits(next())).collect();
+        for exp in -45..39 {
+            let p = 10f64.powi(exp);
+            for f in [p as f32, (p * 0.9999999) as f32, (p * 1.0000001) as f32] {
+                floats.extend([
+                    f,
+                    f32::from_bits(f.to_bits() + 1),
+                    f32::from_bits(f.to_bits().saturating_sub(1)),
+                ]);
+            }
+        }
+        for exp in -320..308 {
+            let p = 10f64.powi(exp);
+            doubles.extend([
+                p,
+                f64::from_bits(p.to_bits() + 1),
+                f64::from_bits(p.to_bits().saturating_sub(1)),
+            ]);
+        }
+        // 2^-14 = 0.00006103515625: a tie at 9 significant digits; the floats just below 10 and 1
+        // round up to another power of ten.
+        floats.extend([
+            2f32.powi(-14),
+            f32::from_bits(0x411f_ffff),
+            f32::from_bits(0x3f7f_ffff),
+            999_999.5,
+            0.5,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+        ]);
+        floats.extend((1..2000).map(|i| i as f32 / 1024.0));
+        doubles.extend([f64::MIN_POSITIVE, 5e-324, f64::MAX, 0.1 + 0.2, 999_999.5]);
+        // The comparison below is only meaningful if the integer route is taken: it must be for
+        // every float32 of ordinary magnitude at both precisions.
+        for &v in floats.iter().filter(|v| (1e-20..1e20).contains(&v.abs())) {
+            assert!(round_significant(f64::from(v), 6).is_some(), "{v:e}");
+            assert!(round_significant(f64::from(v), 9).is_some(), "{v:e}");
+        }
+        floats.retain(|v| v.is_finite());
+        doubles.retain(|v| v.is_finite());
+        routes_agree(floats, tf_serving_f32, general_f32);
+        routes_agree(doubles, tf_serving_f64, general_f64);
     }
 }

@@ -7,6 +7,7 @@ use savedmodel_runtime::{HostTensor, SignatureInfo, TensorData};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::convert::{Column, InstanceSeed, Problem, columns_for};
+use crate::json::{self, JsonError, Rules};
 use crate::{InstanceAt, PredictJsonError};
 
 /// How the instances are written, as gcloud's three flags.
@@ -119,7 +120,7 @@ pub fn instances_from_json_array(
     let mut problem: Problem = None;
     let mut request_problem: Option<String> = None;
     let mut failed_at = 0usize;
-    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut de = json::Deserializer::new(text, Rules::Gcloud);
     let seed = InstanceArraySeed {
         columns: &mut columns,
         signature: &signature.name,
@@ -139,12 +140,7 @@ pub fn instances_from_json_array(
                 at: InstanceAt::Index(failed_at),
                 message,
             }),
-            (None, None) => Err(json_syntax_error(
-                InstanceAt::Line(e.line()),
-                e.column(),
-                &e,
-                text_line(text, e.line()),
-            )),
+            (None, None) => Err(json_syntax_error(InstanceAt::Line(e.line()), &e)),
         },
     }
 }
@@ -239,12 +235,12 @@ impl<R: BufRead> InstanceBatches<R> {
                 .visit_str::<de::value::Error>(text)
                 .map_err(|e| instance_error(at, problem, &e.to_string()));
         }
-        let mut de = serde_json::Deserializer::from_slice(line);
+        let mut de = json::Deserializer::new(line, Rules::Gcloud);
         match seed.deserialize(&mut de).and_then(|()| de.end()) {
             Ok(()) => Ok(()),
             Err(e) => match problem {
                 Some(message) => Err(PredictJsonError::InvalidInstance { at, message }),
-                None => Err(json_syntax_error(at, e.column(), &e, line)),
+                None => Err(json_syntax_error(at, &e)),
             },
         }
     }
@@ -337,72 +333,21 @@ fn instance_error(at: InstanceAt, problem: Problem, fallback: &str) -> PredictJs
     }
 }
 
-/// A JSON syntax error; the literal tokens `NaN`/`Infinity` (which Python's json accepts but JSON
-/// does not) get their own message.
-fn json_syntax_error(
-    at: InstanceAt,
-    column: usize,
-    error: &serde_json::Error,
-    text: &[u8],
-) -> PredictJsonError {
-    if let Some((token, column)) = find_non_finite_token(text) {
-        return PredictJsonError::NonFiniteNumber { at, token, column };
+/// A JSON syntax error (gcloud rules); the literal tokens `NaN`/`Infinity` (which Python's json
+/// accepts but JSON does not) get their own message.
+fn json_syntax_error(at: InstanceAt, error: &JsonError) -> PredictJsonError {
+    match error.non_finite_token() {
+        Some(token) => PredictJsonError::NonFiniteNumber {
+            at,
+            token: token.to_string(),
+            column: error.column(),
+        },
+        None => PredictJsonError::InvalidJson {
+            at,
+            column: error.column(),
+            message: error.reason().to_string(),
+        },
     }
-    let message = error.to_string();
-    // serde_json appends " at line L column C"; we say where ourselves.
-    let message = match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_string(),
-        None => message,
-    };
-    PredictJsonError::InvalidJson {
-        at,
-        column,
-        message,
-    }
-}
-
-/// The text of line `line` (1-based) of `text`, for looking at a syntax error.
-fn text_line(text: &[u8], line: usize) -> &[u8] {
-    text.split(|b| *b == b'\n')
-        .nth(line.saturating_sub(1))
-        .unwrap_or(&[])
-}
-
-/// Finds `NaN`, `Infinity` or `-Infinity` written as a bare token (outside strings); returns the
-/// token and its 1-based column.
-fn find_non_finite_token(text: &[u8]) -> Option<(String, usize)> {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < text.len() {
-        let b = text[i];
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            i += 1;
-            continue;
-        }
-        if b == b'"' {
-            in_string = true;
-            i += 1;
-            continue;
-        }
-        let boundary = i == 0 || !(text[i - 1].is_ascii_alphanumeric() || text[i - 1] == b'.');
-        if boundary {
-            for token in ["-Infinity", "Infinity", "NaN"] {
-                if text[i..].starts_with(token.as_bytes()) {
-                    return Some((token.to_string(), i + 1));
-                }
-            }
-        }
-        i += 1;
-    }
-    None
 }
 
 /// `{"instances": [...]}` -> one batch. Other keys are ignored, as gcloud does.
@@ -416,7 +361,7 @@ fn parse_request(
     let mut request_problem: Option<String> = None;
     let mut failed_at = 0usize;
     let mut found_instances = false;
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = json::Deserializer::new(body, Rules::Gcloud);
     let seed = RequestSeed {
         columns: &mut *columns,
         signature,
@@ -440,12 +385,7 @@ fn parse_request(
                 at: InstanceAt::Index(failed_at),
                 message,
             }),
-            (None, None) => Err(json_syntax_error(
-                InstanceAt::Line(e.line()),
-                e.column(),
-                &e,
-                text_line(body, e.line()),
-            )),
+            (None, None) => Err(json_syntax_error(InstanceAt::Line(e.line()), &e)),
         },
     }
 }

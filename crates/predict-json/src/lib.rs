@@ -7,12 +7,19 @@
 //! how results are printed, so the conversions live here, in a crate of their own, free of I/O,
 //! model loading and HTTP.
 //!
+//! **Reading JSON** ([`json`]): one reader for every prediction input, with a switch for whose
+//! rules apply: TF Serving's (RapidJSON: `NaN`/`Infinity` are numbers, trailing text ignored,
+//! RapidJSON's error texts and offsets) or gcloud's (standard JSON, serde_json's error texts
+//! and line/column positions). It builds a tree for the server's TF Serving converter, streams
+//! through serde for the gcloud instance converter, and reads rows of numbers straight into
+//! `f32` buffers for the server's common case.
+//!
 //! **Input** ([`read_instances`], [`parse_instances`], [`instances_from_json_values`],
 //! [`instances_from_json_array`]): gcloud's instance rules (`serving_api.md` B2-B3) checked
 //! against a signature's inputs (dtype and shape from its `TensorSpec`s), stacking all instances
 //! into one `[n, ...]` tensor per input. Files are streamed line by line and can be cut into
 //! batches of bounded size; numbers go straight from the JSON text into typed buffers through
-//! serde `DeserializeSeed`s (no `serde_json::Value` per number). Every rejected instance yields
+//! serde `DeserializeSeed`s driven by [`json::Deserializer`] (no value tree per number). Every rejected instance yields
 //! one error naming where it is (`line 3`, `instances[2]`), the input, and what was expected vs
 //! found: `line 3: input "image" expects 784 numbers, found 783`. Stricter than gcloud on purpose
 //! in a few places: `NaN`/`Infinity` (not JSON; Python's parser takes them), fractional numbers
@@ -27,12 +34,14 @@
 //!
 //! **Output for TF Serving** ([`tf_serving_predictions_json`], [`tf_serving_outputs_json`],
 //! [`tf_serving_error_json`]): TF Serving's row and columnar bodies, with its float formatting
-//! (`%g` if it round-trips, else 9 or 17 significant digits) and RapidJSON's pretty layout.
+//! (`%g` if it round-trips, else 9 or 17 significant digits; computed with exact integer
+//! arithmetic, no allocation per number) and RapidJSON's pretty layout.
 
 mod convert;
 mod float_format;
 mod gcloud;
 mod instances;
+pub mod json;
 mod py_value;
 mod tf_serving;
 

@@ -7,6 +7,7 @@
 //! sort_keys=True)` does not).
 
 use crate::float_format::{NonFinite, python_repr};
+use crate::json::{write_delimited, write_escaped};
 
 /// A JSON-like value with Python semantics; see the module docs.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,21 +142,7 @@ fn write_json(value: &PyValue, level: usize, out: &mut String) {
 /// Python's `json` string encoder with `ensure_ascii=False`: only `"`, `\` and control
 /// characters below U+0020 are escaped.
 fn write_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    write_escaped(out, s, false);
 }
 
 /// Python's `repr` of a value (what `str(list)` uses for the list's elements).
@@ -168,26 +155,16 @@ fn write_repr(value: &PyValue, out: &mut String) {
         PyValue::Float(f) => out.push_str(&python_repr(*f, NonFinite::Repr)),
         PyValue::Str(s) => write_str_repr(s, out),
         PyValue::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(item, out);
-            }
-            out.push(']');
+            write_delimited(out, ('[', ", ", ']'), items, |out, item| {
+                write_repr(item, out)
+            });
         }
         PyValue::Dict(pairs) => {
-            out.push('{');
-            for (i, (key, item)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+            write_delimited(out, ('{', ", ", '}'), pairs, |out, (key, item)| {
                 write_str_repr(key, out);
                 out.push_str(": ");
                 write_repr(item, out);
-            }
-            out.push('}');
+            });
         }
     }
 }

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use savedmodel_runtime::{HostTensor, TensorData};
 
 use crate::PredictJsonError;
-use crate::float_format::{tf_serving_f32, tf_serving_f64};
+use crate::float_format::{write_tf_serving_f32, write_tf_serving_f64};
 
 /// Row-format response (`{"predictions": ...}`) for a request that used `instances`.
 /// One output: each prediction is that output's row value; several: an object per instance keyed
@@ -135,8 +135,14 @@ fn write_values(
 
 fn write_element(w: &mut PrettyWriter, name: &str, data: &TensorData, i: usize) {
     match data {
-        TensorData::F32(v) => w.raw(&tf_serving_f32(v[i])),
-        TensorData::F64(v) => w.raw(&tf_serving_f64(v[i])),
+        TensorData::F32(v) => {
+            w.prefix();
+            write_tf_serving_f32(&mut w.out, v[i]);
+        }
+        TensorData::F64(v) => {
+            w.prefix();
+            write_tf_serving_f64(&mut w.out, v[i]);
+        }
         TensorData::I32(v) => w.raw(&v[i].to_string()),
         TensorData::I64(v) => w.raw(&v[i].to_string()),
         TensorData::I16(v) => w.raw(&v[i].to_string()),

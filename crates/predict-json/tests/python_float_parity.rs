@@ -8,9 +8,12 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use common::Rng;
 use predict_json::{NonFinite, gcloud_table_float, python_repr, tf_serving_f32, tf_serving_f64};
 
 const PYTHON: &str = r#"
@@ -40,18 +43,6 @@ for line in sys.stdin:
         tfs += '.0'
     print(repr(x), transform_float(x), tfs)
 "#;
-
-/// xorshift64*, so the values are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 #[test]
 fn float_text_matches_cpython() {

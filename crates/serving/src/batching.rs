@@ -3,7 +3,7 @@
 //! Each served version that can be batched (see `predictor::CheckReport`) owns a bounded queue
 //! and a few worker threads. A worker takes the first waiting request, then everything already
 //! queued, up to `max_batch_size` rows; if requests for this version are still being read or
-//! parsed, it waits for them at most `batch_timeout`. So a lone client pays no wait, while
+//! parsed and one like the first could still fit, it waits for them at most `batch_timeout`. So a lone client pays no wait, while
 //! under load the rows that piled up during the previous forward pass go out together. A full
 //! queue answers 503 UNAVAILABLE at once, as TF Serving's batching does, instead of queueing
 //! without bound. Dropping the [`Batcher`] closes the queue and the workers finish what they
@@ -191,6 +191,11 @@ impl Worker {
             None => receiver.recv().ok()?,
         };
         let mut rows = first.rows;
+        // Requests tend to be alike: once another one as large as the first cannot fit, waiting
+        // for more would only delay this batch (100-instance requests with a limit of 128 run
+        // at once instead of each waiting for the next to arrive and be turned away).
+        let first_rows = first.rows;
+        let room_for_alike = |rows: usize| rows + first_rows <= self.max_batch_size;
         let mut batch = vec![first];
         let deadline = Instant::now() + self.batch_timeout;
         while rows < self.max_batch_size {
@@ -198,8 +203,8 @@ impl Worker {
                 Ok(job) => job,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
-                    // Wait only for requests that are already on their way.
-                    if self.arriving.load(Ordering::SeqCst) == 0 {
+                    // Wait only for requests that are already on their way, and could join.
+                    if self.arriving.load(Ordering::SeqCst) == 0 || !room_for_alike(rows) {
                         break;
                     }
                     let now = Instant::now();
@@ -422,6 +427,48 @@ mod tests {
             "32 requests took {runs} forward passes: nothing was batched"
         );
         assert_eq!(model.rows_seen.lock().unwrap().iter().sum::<usize>(), 32);
+    }
+
+    /// A forming batch waits for requests still being read only while one like its first could
+    /// still join; a lone small request never waits at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_wait_only_for_requests_that_could_join() {
+        let model = Arc::new(Affine::new());
+        let config = BatchingConfig {
+            threads: 1,
+            max_batch_size: 4,
+            batch_timeout: Duration::from_secs(3),
+            ..BatchingConfig::default()
+        };
+        let batcher =
+            Batcher::start(model.clone(), &config, Arc::new(Metrics::default()), "t").unwrap();
+        // Another request is being read all along.
+        let _still_arriving = batcher.arrival();
+        // Three rows: another three could not fit in four, so nothing is worth waiting for.
+        let started = Instant::now();
+        let arrival = batcher.arrival();
+        let out = batcher
+            .predict(input(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), 3, arrival)
+            .await
+            .unwrap();
+        assert_eq!(out.rows, 0..3);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a batch that nothing alike can join waited {:?}",
+            started.elapsed()
+        );
+        // One row: the batch waits for the arriving request, up to the timeout.
+        let started = Instant::now();
+        let arrival = batcher.arrival();
+        batcher
+            .predict(input(&[1.0, 2.0]), 1, arrival)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "the batch did not wait for the request being read: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

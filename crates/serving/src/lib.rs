@@ -26,16 +26,21 @@
 //!   bounded wait that only applies while more requests are arriving), and everything else runs
 //!   on the blocking pool.
 //! - Safety limits are on by default: 127.0.0.1, 1.5 MB bodies (413), bounded in-flight
-//!   requests (503 + `Retry-After`), a request timeout (504), an optional bearer token on
+//!   requests (503 + `Retry-After`), a request timeout (504), a header-read timeout that closes
+//!   slow-loris and idle keep-alive connections ([`connections`], which is why connections are
+//!   served with hyper directly rather than `axum::serve`), an optional bearer token on
 //!   mutating calls (401) and optional `--allow-origin` prefixes for deployment URIs.
-//! - Request JSON is read by a small RapidJSON-compatible reader ([`json`]) and converted with
-//!   TF Serving's rules ([`tensor_json`]): TF Serving accepts `NaN`/`Infinity`, has a columnar
-//!   format and its own error texts, which `predict-json`'s gcloud-rule instance reader
-//!   deliberately does not. Response bodies (row, columnar, error) are `predict-json`'s TF
-//!   Serving writers, kept there with the other output formats.
+//! - TF Serving's status and metadata answers are protobuf JSON in protobuf's field order
+//!   ([`tfs_documents`]), so clients comparing text or parsing in order see TF Serving's bytes.
+//! - Request JSON is read by `predict-json`'s reader under TF Serving's rules (RapidJSON's:
+//!   `NaN`/`Infinity` accepted, its error texts) and converted with TF Serving's rules
+//!   ([`tensor_json`]: row and columnar formats, its own conversion errors). The common body,
+//!   rows of numbers for one float input, goes from the text straight into the input tensor;
+//!   everything else through a document tree. Response bodies (row, columnar, error) are
+//!   `predict-json`'s TF Serving writers, kept there with the other output formats.
 
 pub mod batching;
-pub mod json;
+pub mod connections;
 pub mod metrics;
 pub mod models;
 pub mod predictor;
@@ -44,6 +49,7 @@ mod routes;
 pub mod server;
 pub mod status;
 pub mod tensor_json;
+pub mod tfs_documents;
 
 pub use batching::BatchingConfig;
 pub use predictor::{ModelLoader, Predictor, SavedModelLoader};

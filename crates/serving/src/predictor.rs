@@ -47,15 +47,25 @@ pub trait ModelLoader: Send + Sync + 'static {
     fn load(&self, location: storage::Location) -> LoadFuture;
 }
 
-/// Loads SavedModels (tag set `serve`) with the real runtime, on the CPU.
-pub struct SavedModelLoader;
+/// Loads SavedModels (tag set `serve`) with the real runtime, onto one device.
+pub struct SavedModelLoader {
+    device: candle_core::Device,
+}
+
+impl SavedModelLoader {
+    /// A loader whose models run on `device` (the CPU, or a CUDA GPU in a `cuda` build).
+    pub fn new(device: candle_core::Device) -> SavedModelLoader {
+        SavedModelLoader { device }
+    }
+}
 
 impl ModelLoader for SavedModelLoader {
     fn load(&self, location: storage::Location) -> LoadFuture {
+        let device = self.device.clone();
         Box::pin(async move {
             // Parsing the graph and restoring variables is CPU work: keep it off the reactor.
             let model = tokio::task::spawn_blocking(move || {
-                LoadedModel::load_blocking(&location, &["serve"], &candle_core::Device::Cpu)
+                LoadedModel::load_blocking(&location, &["serve"], &device)
                     .map_err(|e| e.to_string())
             })
             .await

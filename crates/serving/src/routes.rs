@@ -23,6 +23,7 @@ use crate::registry::{ModelRecord, VersionRecord, VersionState, now_rfc3339, val
 use crate::server::AppState;
 use crate::status::{ApiError, Code};
 use crate::tensor_json::{self, RequestFormat};
+use crate::tfs_documents::{self, ModelVersionStatus, StatusProto};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
@@ -384,82 +385,35 @@ async fn tfs(state: &Arc<AppState>, request: Request, route: TfsRoute) -> Respon
         }
         TfsRoute::Status { model, version } => match state.table.status(&model, &version) {
             Ok(slots) => {
-                let statuses: Vec<Value> = slots
+                let statuses: Vec<ModelVersionStatus> = slots
                     .iter()
                     .map(|(number, slot)| {
-                        let (code, message) = match slot {
+                        let (error_code, error_message) = match slot {
                             Slot::Failed(message) => ("UNKNOWN", message.as_str()),
                             _ => ("OK", ""),
                         };
-                        json!({
-                            "version": number.to_string(),
-                            "state": slot.state_name(),
-                            "status": {"error_code": code, "error_message": message},
-                        })
+                        ModelVersionStatus {
+                            version: number.to_string(),
+                            state: slot.state_name(),
+                            status: StatusProto {
+                                error_code,
+                                error_message,
+                            },
+                        }
                     })
                     .collect();
-                json_response(
-                    StatusCode::OK,
-                    protobuf_json(&json!({"model_version_status": statuses})),
-                )
+                json_response(StatusCode::OK, tfs_documents::status_body(&statuses))
             }
             Err(error) => tfs_error(&error),
         },
         TfsRoute::Metadata { model, version } => match state.table.resolve(&model, &version) {
-            Ok(served) => {
-                let spec = json!({"name": model, "signature_name": "", "version": served.version.to_string()});
-                let defs: serde_json::Map<String, Value> = served
-                    .predictor
-                    .signatures()
-                    .iter()
-                    .map(|(key, sig)| (key.clone(), signature_json(sig)))
-                    .collect();
-                let body = format!(
-                    "{{\n\"model_spec\":{},\n\"metadata\": {{\"signature_def\": {}}}\n}}\n",
-                    protobuf_json(&spec),
-                    protobuf_json(&json!({"signature_def": defs}))
-                );
-                json_response(StatusCode::OK, body)
-            }
+            Ok(served) => json_response(
+                StatusCode::OK,
+                tfs_documents::metadata_body(&model, served.version, served.predictor.signatures()),
+            ),
             Err(error) => tfs_error(&error),
         },
     }
-}
-
-/// protobuf's JSON printer with whitespace uses a one-space indent.
-fn protobuf_json(value: &Value) -> String {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b" ");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-    match serde::Serialize::serialize(value, &mut serializer) {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => value.to_string(),
-    }
-}
-
-fn signature_json(sig: &savedmodel_runtime::SignatureInfo) -> Value {
-    let tensors =
-        |map: &std::collections::BTreeMap<String, savedmodel_runtime::TensorSpec>| -> Value {
-            map.iter()
-            .map(|(alias, spec)| {
-                let shape = match &spec.shape {
-                    Some(dims) => json!({
-                        "dim": dims.iter().map(|d| json!({"size": d.to_string(), "name": ""})).collect::<Vec<_>>(),
-                        "unknown_rank": false,
-                    }),
-                    None => json!({"dim": [], "unknown_rank": true}),
-                };
-                (alias.clone(), json!({"dtype": spec.dtype.tf_name(), "tensor_shape": shape, "name": spec.tensor_name}))
-            })
-            .collect::<serde_json::Map<String, Value>>()
-            .into()
-        };
-    json!({
-        "inputs": tensors(&sig.inputs),
-        "outputs": tensors(&sig.outputs),
-        "method_name": sig.method_name,
-        "defaults": {},
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ pub struct ServeConfig {
     pub batching: Option<BatchingConfig>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Longest wait for a complete request head, idle keep-alive time included.
+    pub header_read_timeout: Duration,
+    /// Where models run (CPU, or a CUDA GPU in a build with the `cuda` feature).
+    pub device: candle_core::Device,
 }
 
 impl ServeConfig {
@@ -63,6 +67,8 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(30),
             batching: Some(BatchingConfig::default()),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: crate::connections::DEFAULT_HEADER_READ_TIMEOUT,
+            device: candle_core::Device::Cpu,
         }
     }
 }
@@ -459,23 +465,26 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServingError> {
-    let loader = loader.unwrap_or_else(|| Arc::new(SavedModelLoader));
+    let loader = loader.unwrap_or_else(|| Arc::new(SavedModelLoader::new(config.device.clone())));
     let state = AppState::start(config, loader).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     state.start_background(stop_rx);
     let app = crate::routes::router(state.clone());
     let grace = state.config.shutdown_grace;
     let (signalled_tx, mut signalled_rx) = watch::channel(false);
-    let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+    let server = crate::connections::serve_connections(
+        listener,
+        app,
+        state.config.header_read_timeout,
+        async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_tx.send(true);
             let _ = signalled_tx.send(true);
-        });
-    let server = std::pin::pin!(server.into_future());
+        },
+    );
     tokio::select! {
-        result = server => result.map_err(ServingError::Io),
+        () = server => Ok(()),
         _ = async {
             let _ = signalled_rx.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;

@@ -7,8 +7,8 @@ use base64::Engine as _;
 use savedmodel_runtime::{DataType, HostTensor, SignatureInfo, TensorData};
 use std::collections::BTreeMap;
 
-use crate::json::{self, Json, Number};
 use crate::status::{ApiError, Code};
+use predict_json::json::{self, Cursor, Json, Number, Rules};
 
 /// TF Serving decodes with `absl::Base64Unescape`, which takes padded and unpadded text.
 const TF_SERVING_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -44,7 +44,103 @@ pub fn parse_predict_request(
     body: &[u8],
     signatures: &BTreeMap<String, SignatureInfo>,
 ) -> Result<PredictRequest, ApiError> {
-    let doc = json::parse(body).map_err(|e| ApiError::invalid(e.to_string()))?;
+    match parse_plain_rows(body, signatures) {
+        Some(request) => Ok(request),
+        None => parse_document(body, signatures),
+    }
+}
+
+/// The common request, `{"instances": [[x, x, …], …]}` (and perhaps `"signature_name"`), for a
+/// signature with a single float input: the numbers go from the text straight into one `f32`
+/// buffer, with no tree and no per-row allocation. Anything else (other keys or shapes, strings,
+/// objects, a JSON or shape error) gives `None` and the request takes the general route, which
+/// then produces the same tensors, or the error in TF Serving's words. The conversion is the
+/// general route's too: each number is read as a double, then narrowed to `f32`.
+fn parse_plain_rows(
+    body: &[u8],
+    signatures: &BTreeMap<String, SignatureInfo>,
+) -> Option<PredictRequest> {
+    let mut cursor = Cursor::new(body, Rules::TfServing);
+    if !cursor.eat(b'{') {
+        return None;
+    }
+    let mut signature_name: Option<String> = None;
+    let mut rows: Option<(Vec<f32>, usize, usize)> = None;
+    loop {
+        let key = cursor.string()?.ok()?;
+        if !cursor.eat(b':') {
+            return None;
+        }
+        match key.as_ref() {
+            "instances" if rows.is_none() => rows = Some(plain_rows(&mut cursor, body.len())?),
+            "signature_name" if signature_name.is_none() => {
+                signature_name = Some(cursor.string()?.ok()?.into_owned());
+            }
+            _ => return None,
+        }
+        if cursor.eat(b'}') {
+            break;
+        }
+        if !cursor.eat(b',') {
+            return None;
+        }
+    }
+    let (values, count, row_len) = rows?;
+    let signature_name = signature_name.unwrap_or_else(|| DEFAULT_SIGNATURE.to_string());
+    let signature = signatures.get(&signature_name)?;
+    let mut names = signature.inputs.iter();
+    let (Some((name, spec)), None) = (names.next(), names.next()) else {
+        return None;
+    };
+    if spec.dtype != DataType::Float {
+        return None;
+    }
+    let tensor = HostTensor::new(vec![count, row_len], TensorData::F32(values)).ok()?;
+    let inputs = BTreeMap::from([(name.clone(), tensor)]);
+    check_shapes(&inputs, signature).ok()?;
+    Some(PredictRequest {
+        signature_name,
+        format: RequestFormat::Row,
+        inputs,
+        batch_size: Some(count),
+    })
+}
+
+/// `[[x, …], …]`: equally long, non-empty rows of numbers, as `(values, rows, row length)`.
+fn plain_rows(cursor: &mut Cursor<'_>, body_len: usize) -> Option<(Vec<f32>, usize, usize)> {
+    if !cursor.eat(b'[') {
+        return None;
+    }
+    let mut values: Vec<f32> = Vec::new();
+    let mut count = 0usize;
+    let mut row_len = 0usize;
+    loop {
+        let row_start = cursor.offset();
+        let len = cursor.f32_array(&mut values)?;
+        if count == 0 {
+            row_len = len;
+            // Rows are alike: size the buffer for as many as the rest of the body can hold.
+            let row_bytes = (cursor.offset() - row_start).max(1);
+            values.reserve(len * (body_len.saturating_sub(cursor.offset()) / row_bytes));
+        } else if len != row_len {
+            return None;
+        }
+        count += 1;
+        if cursor.eat(b']') {
+            return Some((values, count, row_len));
+        }
+        if !cursor.eat(b',') {
+            return None;
+        }
+    }
+}
+
+/// Any predict body: the whole document is read into a tree and converted by TF Serving's rules.
+fn parse_document(
+    body: &[u8],
+    signatures: &BTreeMap<String, SignatureInfo>,
+) -> Result<PredictRequest, ApiError> {
+    let doc = json::parse(body, Rules::TfServing).map_err(|e| ApiError::invalid(e.to_string()))?;
     let Json::Object(_) = doc else {
         return Err(ApiError::invalid(format!(
             "JSON Value: {} Is not object",
@@ -523,6 +619,85 @@ mod tests {
         parse_predict_request(body.as_bytes(), sigs).unwrap_err()
     }
 
+    /// The fast route for plain rows must either decline or agree exactly with the general one,
+    /// on valid bodies of every layout and on randomly broken ones.
+    #[test]
+    fn plain_rows_fast_route_agrees_with_the_document_route() {
+        let sigs = signature(&[("x", DataType::Float, Some(vec![-1, 3]))]);
+        let seeds = [
+            r#"{"instances": [[1, 2.5, -3e2], [0.0, 0.1, 18446744073709551615]]}"#,
+            r#"{"signature_name": "serving_default", "instances": [[1,2,3]]}"#,
+            r#"{"instances": [[1,2,3]], "signature_name": "serving_default"} trailing"#,
+            r#" { "instances" : [ [ NaN , -Infinity , 1 ] , [4,5,6] ] } "#,
+            r#"{"instances": [[1,2,3],[4,5,6],[7,8,9]], "other": 1}"#,
+            r#"{"instances": [[1,2,3]], "instances": [[4,5,6]]}"#,
+            r#"{"instances": [[0.3294117748737335, 1e-45, 3.4028236e38]]}"#,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let noise = b"[]{},:\" -.e0159NIx";
+        let mut bodies: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
+        for _ in 0..20_000 {
+            let mut body = seeds[next(seeds.len())].as_bytes().to_vec();
+            for _ in 0..1 + next(2) {
+                let at = next(body.len() + 1);
+                match next(3) {
+                    0 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    1 if at < body.len() => body[at] = noise[next(noise.len())],
+                    _ => body.insert(at, noise[next(noise.len())]),
+                }
+            }
+            bodies.push(body);
+        }
+        let mut fast = 0;
+        for body in &bodies {
+            let Some(quick) = parse_plain_rows(body, &sigs) else {
+                continue;
+            };
+            fast += 1;
+            let general = parse_document(body, &sigs).unwrap_or_else(|e| {
+                panic!(
+                    "{}: fast route accepted, general refused: {e:?}",
+                    String::from_utf8_lossy(body)
+                )
+            });
+            assert_eq!(quick.signature_name, general.signature_name);
+            assert_eq!(quick.format, general.format);
+            assert_eq!(quick.batch_size, general.batch_size);
+            // Bit for bit (NaN payloads and the sign of zero included).
+            let bits =
+                |inputs: &BTreeMap<String, HostTensor>| -> Vec<(String, Vec<usize>, Vec<u32>)> {
+                    inputs
+                        .iter()
+                        .map(|(name, t)| match t.data() {
+                            TensorData::F32(v) => (
+                                name.clone(),
+                                t.shape().to_vec(),
+                                v.iter().map(|x| x.to_bits()).collect(),
+                            ),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect()
+                };
+            assert_eq!(
+                bits(&quick.inputs),
+                bits(&general.inputs),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(fast > 1_000, "the fast route took only {fast} bodies");
+        // And it does take the plain case.
+        assert!(parse_plain_rows(seeds[0].as_bytes(), &sigs).is_some());
+    }
+
     #[test]
     fn row_plain_instances_make_a_batch() {
         let sigs = signature(&[("x", DataType::Float, Some(vec![-1, 3]))]);
@@ -711,7 +886,7 @@ mod tests {
             HostTensor::new(vec![1], TensorData::Str(vec![vec![0, 1]])).unwrap(),
         )]);
         let text = write_columnar_response(&bytes).unwrap();
-        let parsed = crate::json::parse(text.as_bytes()).unwrap();
+        let parsed = json::parse(text.as_bytes(), Rules::TfServing).unwrap();
         let b64 = match parsed.get("outputs") {
             Some(Json::Array(items)) => items.first().and_then(Json::as_b64),
             _ => None,

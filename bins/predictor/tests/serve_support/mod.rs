@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const PREDICTOR: &str = env!("CARGO_BIN_EXE_predictor");
@@ -27,10 +27,133 @@ pub fn sample_json() -> PathBuf {
     workspace_root().join("testdata/sample.json")
 }
 
+/// MNIST's labels of the first ten test images, the digits drawn in testdata/sample.json.
+pub const SAMPLE_LABELS: [i64; 10] = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9];
+
+/// The `trainer` binary of this tree. Cargo builds a package's tests with that package's binaries
+/// only, so it is built (or found up to date) with `cargo build -p trainer` once per test process:
+/// a test serving "the model the trainer wrote" then really runs this tree's trainer code.
+pub fn trainer_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let predictor = PathBuf::from(PREDICTOR);
+            let trainer =
+                predictor.with_file_name(format!("trainer{}", std::env::consts::EXE_SUFFIX));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "--quiet", "-p", "trainer"])
+                .current_dir(workspace_root());
+            if predictor.parent().is_some_and(|d| d.ends_with("release")) {
+                build.arg("--release");
+            }
+            let status = build.status().expect("running cargo build -p trainer");
+            assert!(
+                status.success() && trainer.exists(),
+                "could not build the trainer at {}",
+                trainer.display()
+            );
+            trainer
+        })
+        .clone()
+}
+
+/// Trains the tutorial network with the real trainer on testdata/idx/mnist-small (1,000 images;
+/// seed 1, one thread, so every run writes the same weights) and returns the SavedModel it
+/// exported, `<dir>/job/model`. Three epochs are enough to classify most of sample.json.
+pub fn trainer_model(dir: &Path, epochs: u32) -> PathBuf {
+    let job_dir = dir.join("job");
+    let mut trainer = Command::new(trainer_binary());
+    trainer
+        .arg("--train-file")
+        .arg(workspace_root().join("testdata/idx/mnist-small"))
+        .arg("--job-dir")
+        .arg(&job_dir)
+        .args([
+            "--epochs",
+            &epochs.to_string(),
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+        ]);
+    succeeded(&mut trainer, "the trainer");
+    job_dir.join("model")
+}
+
+/// Runs a command to its end and asserts that it succeeded; `what` names it in the failure.
+pub fn succeeded(command: &mut Command, what: &str) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `predictor local --format json` on testdata/sample.json: the reference answer for a model.
+pub fn local_predictions(model_dir: &Path) -> serde_json::Value {
+    let mut local = Command::new(PREDICTOR);
+    local
+        .arg("local")
+        .arg("--model-dir")
+        .arg(model_dir)
+        .arg("--json-instances")
+        .arg(sample_json())
+        .args(["--format", "json"]);
+    let output = succeeded(&mut local, "predictor local");
+    json(&String::from_utf8(output.stdout).unwrap())["predictions"].clone()
+}
+
+/// The `class` of each prediction in a list of `{"class": …, "probabilities": […]}`.
+pub fn classes(predictions: &serde_json::Value) -> Vec<i64> {
+    predictions
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of predictions: {predictions}"))
+        .iter()
+        .map(|p| p["class"].as_i64().unwrap())
+        .collect()
+}
+
+/// Copies a local SavedModel folder to a `gs://` URL on the emulator, `saved_model.pb` last.
+pub async fn upload_to_gcs(emulator: &gcs_emulator::GcsEmulator, dir: &Path, url: &str) {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, bytes::Bytes)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                files.push((relative, bytes::Bytes::from(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let location = storage::Location::parse_with(url, &emulator.storage_options()).unwrap();
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    location.write_tree(files, "saved_model.pb").await.unwrap();
+}
+
 /// TF's own outputs for the fixture's instances (expected.json, written with the fixture).
 pub fn expected(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// TF's classes for the 10 sample images (the first rows of the fixture's expected.json).
+pub fn fixture_classes(name: &str) -> Vec<i64> {
+    expected(name)["outputs"]["class"]["values"]
+        .as_array()
+        .unwrap()[..10]
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -101,6 +224,32 @@ impl Server {
             let _ = stdout.read_to_string(&mut sink);
         });
         Server { child, url, log }
+    }
+
+    /// Starts a server whose registry is the folder `<dir>/reg`.
+    pub fn start_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let registry = dir.join("reg");
+        let mut all = vec!["--registry", registry.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Server::start(&all, envs)
+    }
+
+    /// `predictor models create MODEL` then `predictor versions create VERSION --origin ORIGIN`;
+    /// `auth` (such as `--auth-token-file F`) is passed to both.
+    pub fn deploy(&self, model: &str, version: &str, origin: &str, auth: &[&str]) {
+        let mut create = vec!["models", "create", model];
+        create.extend_from_slice(auth);
+        self.cli_ok(&create);
+        self.create_version(model, version, origin, auth);
+    }
+
+    /// `predictor versions create VERSION --model MODEL --origin ORIGIN`, which waits for READY.
+    pub fn create_version(&self, model: &str, version: &str, origin: &str, auth: &[&str]) {
+        let mut create = vec![
+            "versions", "create", version, "--model", model, "--origin", origin,
+        ];
+        create.extend_from_slice(auth);
+        self.cli_ok(&create);
     }
 
     pub fn log(&self) -> String {
