@@ -33,13 +33,6 @@ use std::sync::{Arc, Mutex};
 use predict_json::{PyValue, format_gcloud_json, format_gcloud_table};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 /// The venv whose `bin/python` gcloud must find first on PATH.
 fn tf_venv() -> PathBuf {
     if let Ok(dir) = std::env::var("PREDICTOR_TF_VENV") {
@@ -51,7 +44,7 @@ fn tf_venv() -> PathBuf {
     {
         return venv.to_path_buf();
     }
-    root().join(".venv")
+    serve_support::workspace_root().join(".venv")
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
@@ -305,7 +298,7 @@ fn predictions_of(json_text: &str) -> Vec<PyValue> {
 
 /// testdata/sample.json with each image as 28 rows of 28, for models taking [-1, 28, 28].
 fn sample_28x28(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("testdata/sample.json")).unwrap();
+    let text = std::fs::read_to_string(serve_support::sample_json()).unwrap();
     let mut out = String::new();
     for line in text.lines() {
         let values: Vec<f64> = serde_json::from_str(line).unwrap();
@@ -349,20 +342,11 @@ fn predictor_local_prints_what_gcloud_prints() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let fixtures = root().join("testdata/savedmodels");
-    let sample = root().join("testdata/sample.json");
+    let fixtures = serve_support::workspace_root().join("testdata/savedmodels");
+    let sample = serve_support::sample_json();
     let sample28 = sample_28x28(tmp.path());
     let request = tmp.path().join("request.json");
-    let instances: Vec<Value> = std::fs::read_to_string(&sample)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    std::fs::write(
-        &request,
-        serde_json::json!({ "instances": instances }).to_string(),
-    )
-    .unwrap();
+    serve_support::write_json_request(&std::fs::read_to_string(&sample).unwrap(), &request);
 
     let case = |label: &str, model_dir: PathBuf, input: &Path| Case {
         label: label.to_string(),

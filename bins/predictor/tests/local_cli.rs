@@ -5,20 +5,11 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("testdata/savedmodels").join(name)
-}
-
-fn sample_json() -> PathBuf {
-    root().join("testdata/sample.json")
-}
+mod serve_support;
+use serve_support::{fixture, sample_json, write_json_request};
 
 fn predictor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_predictor"))
@@ -162,15 +153,7 @@ fn other_instance_sources_give_the_same_predictions() {
     let dir = tempfile::tempdir().unwrap();
     // --json-request with the same instances.
     let request = dir.path().join("request.json");
-    let instances: Vec<serde_json::Value> = sample_lines(10)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    std::fs::write(
-        &request,
-        serde_json::json!({ "instances": instances }).to_string(),
-    )
-    .unwrap();
+    write_json_request(&sample_lines(10), &request);
     let from_request = stdout(&local(
         &model,
         &[

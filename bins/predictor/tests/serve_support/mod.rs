@@ -27,6 +27,20 @@ pub fn sample_json() -> PathBuf {
     workspace_root().join("testdata/sample.json")
 }
 
+/// Writes `path` as a `{"instances": [...]}` request body holding the newline-delimited
+/// instances of `lines` (the `--json-request` form of a `--json-instances` file).
+pub fn write_json_request(lines: &str, path: &Path) {
+    let instances: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::write(
+        path,
+        serde_json::json!({ "instances": instances }).to_string(),
+    )
+    .unwrap();
+}
+
 /// MNIST's labels of the first ten test images, the digits drawn in testdata/sample.json.
 pub const SAMPLE_LABELS: [i64; 10] = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9];
 
