@@ -545,3 +545,53 @@ async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
     let (status, body) = server.get("/v1/models/mnist").await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Flags that cannot work stop `predictor serve` with a message naming the flag, before it
+/// listens (a server that is still running after 30 s fails the test).
+#[test]
+fn bad_serve_flags_fail_before_listening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = tmp.path().join("registry");
+    let empty_token = tmp.path().join("empty-token");
+    std::fs::write(&empty_token, "  \n").unwrap();
+    let cases: [(&[&str], String); 2] = [
+        (
+            &["--header-read-timeout", "0"],
+            "--header-read-timeout must be more than 0 seconds".to_string(),
+        ),
+        (
+            &["--auth-token-file", empty_token.to_str().unwrap()],
+            format!("--auth-token-file {} is empty", empty_token.display()),
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut child = std::process::Command::new(PREDICTOR)
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--registry",
+                registry.to_str().unwrap(),
+            ])
+            .args(flags)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("predictor serve {flags:?} kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} succeeded");
+        assert!(stderr.contains(&message), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{flags:?} printed to stdout");
+    }
+}
