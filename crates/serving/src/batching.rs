@@ -3,11 +3,11 @@
 //! Each served version that can be batched (see `predictor::CheckReport`) owns a bounded queue
 //! and a few worker threads. A worker takes the first waiting request, then everything already
 //! queued, up to `max_batch_size` rows; if requests for this version are still being read or
-//! parsed and one like the first could still fit, it waits for them at most `batch_timeout`. So a lone client pays no wait, while
-//! under load the rows that piled up during the previous forward pass go out together. A full
-//! queue answers 503 UNAVAILABLE at once, as TF Serving's batching does, instead of queueing
-//! without bound. Dropping the [`Batcher`] closes the queue and the workers finish what they
-//! hold, then exit.
+//! parsed and one like the first could still fit, it waits for them at most `batch_timeout`.
+//! So a lone client pays no wait, while under load the rows that piled up during the previous
+//! forward pass go out together. A full queue answers 503 UNAVAILABLE at once, as TF Serving's
+//! batching does, instead of queueing without bound. Dropping the [`Batcher`] closes the queue
+//! and the workers finish what they hold, then exit.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
