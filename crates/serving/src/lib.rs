@@ -63,8 +63,6 @@ pub enum ServingError {
     Registry { location: String, reason: String },
     #[error("{0}")]
     Config(String),
-    #[error("server I/O: {0}")]
-    Io(#[from] std::io::Error),
     #[error("internal lock poisoned")]
     Poisoned,
 }
