@@ -96,12 +96,17 @@ async fn read_files(dir: Location) -> Result<[Found; 4], IdxError> {
     Ok([train_images?, train_labels?, test_images?, test_labels?])
 }
 
+/// The largest IDX file read: the payload cap plus the largest header (magic and 3 dimensions).
+const MAX_IDX_FILE_BYTES: u64 = crate::idx::MAX_IDX_BYTES + 16;
+
 /// Reads the first candidate that exists. Reading directly (rather than listing `dir`) needs
 /// only read permission on the objects and costs one request when the file is there.
 async fn find(dir: &Location, file: &MnistFile) -> Result<Found, IdxError> {
     for name in file.candidates() {
         let location = dir.join(&name);
-        match location.read().await {
+        // The size is checked from the file's metadata before anything is read: an oversized
+        // (or sparse) file is refused without costing memory.
+        match location.read_at_most(MAX_IDX_FILE_BYTES).await {
             Ok(bytes) => {
                 return Ok(Found {
                     name: location.to_string(),

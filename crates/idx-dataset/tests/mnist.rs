@@ -297,3 +297,40 @@ fn storage_failures_other_than_not_found_name_the_file() {
         "{source:?}"
     );
 }
+
+/// An 8 GB (sparse) training images file is refused from its length, before it is read: the
+/// error (storage's "too large", raised from the file's metadata) names the file, its size and
+/// the limit. (Reading it whole used to
+/// push RSS past 5 GB before `MAX_IDX_BYTES` was checked.)
+#[test]
+fn an_oversized_file_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(
+            testdata("idx/mnist-small").join(name),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    let huge = dir.path().join("train-images-idx3-ubyte");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let error =
+        load_mnist_blocking(&Location::parse(dir.path().to_str().unwrap()).unwrap()).unwrap_err();
+    assert!(matches!(error, IdxError::Storage { .. }), "{error:?}");
+    let message = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(message.contains("train-images-idx3-ubyte"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "it is 8589934592 bytes, over the limit of {} bytes",
+            idx_dataset::MAX_IDX_BYTES + 16
+        )),
+        "{message}"
+    );
+}

@@ -68,8 +68,21 @@ fn format_shape(shape: &Option<Vec<i64>>) -> String {
 /// they reach users unchanged (`predictor local`, HTTP 400 bodies).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// Reading a file of the model failed (other than "not found" where that is allowed).
-    #[error("cannot read {location}: {source}")]
+    /// The model would need more memory than the load's budget (`budget.rs`).
+    #[error(
+        "the model needs about {needed} for a batch of {batch} ({parts}), over the memory budget \
+         of {budget}; largest tensors: {largest}"
+    )]
+    MemoryBudget {
+        needed: String,
+        budget: String,
+        parts: String,
+        batch: usize,
+        largest: String,
+    },
+    /// Reading a file of the model failed (other than "not found" where that is allowed). The
+    /// storage error names the location and the operation already.
+    #[error("{source}")]
     Storage {
         location: String,
         // Boxed: StorageError is large and every Result in the crate would carry its size.

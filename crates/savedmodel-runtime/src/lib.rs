@@ -84,6 +84,7 @@
 //! composite signature tensors, string processing, lookup tables, `saved_model.pbtxt` (the
 //! text format), partitioned variables.
 
+mod budget;
 mod consts;
 mod error;
 mod graph;
@@ -101,6 +102,7 @@ use prost::Message;
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX};
 use savedmodel_format::proto::{MetaGraphDef, SavedModel};
 
+pub use budget::{DEFAULT_MAX_BATCH, DEFAULT_MEMORY_BUDGET, LoadLimits};
 pub use error::{RuntimeError, UnsupportedNode, UnsupportedOps};
 pub use kernels::SUPPORTED_OPS;
 pub use savedmodel_format::{DataType, HostTensor, TensorData};
@@ -163,6 +165,26 @@ fn parse_index(location: &str, bytes: &[u8]) -> Result<BundleIndex, RuntimeError
     })
 }
 
+/// The largest files a load reads. Each is checked from the file's metadata (file length, object
+/// size) before it is read, so an oversized or sparse file is refused without costing memory.
+#[derive(Debug, Clone, Copy)]
+struct FileCaps {
+    /// `saved_model.pb`: the memory budget, and never over protobuf's 2 GiB message limit.
+    saved_model: u64,
+    /// `variables/variables.index`: 256 MiB (a few hundred bytes per variable).
+    index: u64,
+    /// All variables data shards together: the memory budget.
+    data: u64,
+}
+
+fn file_caps(limits: &LoadLimits) -> FileCaps {
+    FileCaps {
+        saved_model: limits.memory_budget.min((2 << 30) - 1),
+        index: limits.memory_budget.min(256 << 20),
+        data: limits.memory_budget,
+    }
+}
+
 /// The files of a SavedModel directory as read from storage, before anything but the variables
 /// index is parsed. Reading is one async function, [`ModelFiles::read`], which
 /// [`LoadedModel::load`] awaits and [`LoadedModel::load_blocking`] runs through
@@ -182,9 +204,11 @@ struct ModelFiles {
 impl ModelFiles {
     /// Reads `saved_model.pb` (telling a text-format-only or empty directory apart),
     /// `variables/variables.index` if there is one, and every data shard that index names.
-    async fn read(dir: storage::Location) -> Result<ModelFiles, RuntimeError> {
+    /// Every file's size is checked from its metadata before it is read (see [`file_caps`]).
+    async fn read(dir: storage::Location, limits: LoadLimits) -> Result<ModelFiles, RuntimeError> {
+        let caps = file_caps(&limits);
         let pb_location = dir.join("saved_model.pb");
-        let saved_model = match pb_location.read().await {
+        let saved_model = match pb_location.read_at_most(caps.saved_model).await {
             Ok(bytes) => bytes,
             Err(e) if e.is_not_found() => {
                 let text = dir.join("saved_model.pbtxt");
@@ -201,7 +225,7 @@ impl ModelFiles {
             Err(e) => return Err(storage_error(&pb_location, e)),
         };
         let index_location = dir.join(VARIABLES_INDEX);
-        let index_bytes = match index_location.read().await {
+        let index_bytes = match index_location.read_at_most(caps.index).await {
             Ok(bytes) => Some(bytes),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(storage_error(&index_location, e)),
@@ -210,10 +234,14 @@ impl ModelFiles {
         let mut index = None;
         if let Some(index_bytes) = &index_bytes {
             let parsed_index = parse_index(&index_location.to_string(), index_bytes)?;
+            let mut data_left = caps.data;
             for name in parsed_index.data_file_names() {
                 let location = dir.join(&name);
-                shards.push(match location.read().await {
-                    Ok(bytes) => Some(bytes),
+                shards.push(match location.read_at_most(data_left).await {
+                    Ok(bytes) => {
+                        data_left -= bytes.len() as u64;
+                        Some(bytes)
+                    }
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(storage_error(&location, e)),
                 });
@@ -230,7 +258,12 @@ impl ModelFiles {
         })
     }
 
-    fn build(self, tags: &[&str], device: &Device) -> Result<LoadedModel, RuntimeError> {
+    fn build(
+        self,
+        tags: &[&str],
+        device: &Device,
+        limits: &LoadLimits,
+    ) -> Result<LoadedModel, RuntimeError> {
         let checkpoint = self.index.map(|index| CheckpointParts {
             location: self.variables_location,
             index,
@@ -243,19 +276,32 @@ impl ModelFiles {
             device,
             &self.pb_location,
             &self.index_location,
+            limits,
         )
     }
 }
 
 impl LoadedModel {
     /// Loads the SavedModel in `dir` (a local path or `gs://…`, see `storage`), selecting the
-    /// meta graph whose tags equal `tags`, onto `device`.
+    /// meta graph whose tags equal `tags`, onto `device`, within the default [`LoadLimits`].
     pub async fn load(
         dir: &storage::Location,
         tags: &[&str],
         device: &Device,
     ) -> Result<LoadedModel, RuntimeError> {
-        ModelFiles::read(dir.clone()).await?.build(tags, device)
+        Self::load_with(dir, tags, device, &LoadLimits::default()).await
+    }
+
+    /// [`load`](Self::load) within `limits` (memory budget, file sizes).
+    pub async fn load_with(
+        dir: &storage::Location,
+        tags: &[&str],
+        device: &Device,
+        limits: &LoadLimits,
+    ) -> Result<LoadedModel, RuntimeError> {
+        ModelFiles::read(dir.clone(), *limits)
+            .await?
+            .build(tags, device, limits)
     }
 
     /// Blocking twin of [`load`](Self::load), for code outside an async runtime (the
@@ -265,9 +311,20 @@ impl LoadedModel {
         tags: &[&str],
         device: &Device,
     ) -> Result<LoadedModel, RuntimeError> {
-        dir.block_on("read", ModelFiles::read)
+        Self::load_blocking_with(dir, tags, device, &LoadLimits::default())
+    }
+
+    /// Blocking twin of [`load_with`](Self::load_with).
+    pub fn load_blocking_with(
+        dir: &storage::Location,
+        tags: &[&str],
+        device: &Device,
+        limits: &LoadLimits,
+    ) -> Result<LoadedModel, RuntimeError> {
+        let limits_copy = *limits;
+        dir.block_on("read", move |dir| ModelFiles::read(dir, limits_copy))
             .map_err(|e| storage_error(dir, e))??
-            .build(tags, device)
+            .build(tags, device, limits)
     }
 
     /// Builds a model from file contents, without any I/O: `saved_model.pb`,
@@ -279,6 +336,25 @@ impl LoadedModel {
         variables_data: Option<&[u8]>,
         tags: &[&str],
         device: &Device,
+    ) -> Result<LoadedModel, RuntimeError> {
+        Self::from_files_with(
+            saved_model_pb,
+            variables_index,
+            variables_data,
+            tags,
+            device,
+            &LoadLimits::default(),
+        )
+    }
+
+    /// [`from_files`](Self::from_files) within `limits` (the memory budget).
+    pub fn from_files_with(
+        saved_model_pb: &[u8],
+        variables_index: Option<&[u8]>,
+        variables_data: Option<&[u8]>,
+        tags: &[&str],
+        device: &Device,
+        limits: &LoadLimits,
     ) -> Result<LoadedModel, RuntimeError> {
         let checkpoint = match variables_index {
             None => None,
@@ -303,6 +379,7 @@ impl LoadedModel {
             device,
             "saved_model.pb",
             VARIABLES_INDEX,
+            limits,
         )
     }
 
@@ -524,6 +601,7 @@ fn build(
     device: &Device,
     pb_name: &str,
     index_name: &str,
+    limits: &LoadLimits,
 ) -> Result<LoadedModel, RuntimeError> {
     let model = SavedModel::decode(saved_model_pb).map_err(|source| RuntimeError::Decode {
         what: pb_name.to_string(),
@@ -539,6 +617,7 @@ fn build(
         .map(|l| &l.op[..])
         .unwrap_or(&[]);
     let flat = FlatGraph::build(graph_def, OpRegistry::new(op_list))?;
+    budget::check_constants(&flat, limits)?;
 
     // Compile every signature; collect unsupported ops across all of them.
     let mut pool = Pool::new();
@@ -568,6 +647,7 @@ fn build(
         return Err(RuntimeError::UnsupportedOps(UnsupportedOps(unsupported)));
     }
 
+    budget::check_plans(&flat, &pool, plans.values(), limits)?;
     let variables = restore_variables(&flat, meta_graph, &pool, checkpoint, device, index_name)?;
     Ok(LoadedModel {
         signatures,

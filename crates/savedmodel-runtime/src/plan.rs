@@ -939,6 +939,47 @@ enum Slot {
     Live(Option<Value>),
 }
 
+/// How the memory budget (`budget.rs`) sees one step: its kernel, or that it forwards an input.
+pub(crate) enum StepRule<'p> {
+    Kernel(&'p Kernel),
+    /// `Switch`, `Merge`, a fed-or-default input: outputs are (one of) the inputs.
+    Forward,
+    /// Liveness only.
+    Other,
+}
+
+/// One step for the memory budget.
+pub(crate) struct StepView<'p> {
+    pub node: &'p str,
+    pub rule: StepRule<'p>,
+    pub inputs: &'p [Source],
+    pub first_slot: usize,
+    pub num_outputs: usize,
+}
+
+impl Plan {
+    pub(crate) fn num_slots(&self) -> usize {
+        self.num_slots
+    }
+
+    /// The steps in execution order, for the memory budget.
+    pub(crate) fn step_rules(&self) -> impl Iterator<Item = StepView<'_>> {
+        self.steps.iter().map(|step| StepView {
+            node: &step.node,
+            rule: match &step.kind {
+                StepKind::Kernel(kernel) => StepRule::Kernel(kernel),
+                StepKind::Switch | StepKind::Merge | StepKind::FeedOrDefault(_) => {
+                    StepRule::Forward
+                }
+                StepKind::Liveness | StepKind::SwitchLiveness => StepRule::Other,
+            },
+            inputs: &step.inputs,
+            first_slot: step.first_slot,
+            num_outputs: step.num_outputs,
+        })
+    }
+}
+
 pub(crate) struct RunContext<'r> {
     pub device: &'r Device,
     pub consts: &'r [Value],

@@ -72,6 +72,14 @@ pub enum StorageError {
         source: object_store::Error,
     },
 
+    /// The object is larger than the caller accepts; nothing of it was read.
+    #[error("cannot read {location}: it is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        location: String,
+        size: u64,
+        limit: u64,
+    },
+
     /// `write_tree` was called with a file list it cannot write safely.
     #[error("cannot write tree at {location}: {reason}")]
     InvalidTree { location: String, reason: String },
@@ -102,6 +110,7 @@ impl StorageError {
             | StorageError::Network { location, .. }
             | StorageError::Backend { location, .. }
             | StorageError::InvalidTree { location, .. }
+            | StorageError::TooLarge { location, .. }
             | StorageError::Runtime { location, .. } => location,
         }
     }
@@ -140,6 +149,27 @@ impl StorageError {
             },
         }
     }
+}
+
+/// An error and its causes as one line, each text once. Errors here and in the stores they
+/// wrap embed their cause's text in their own and also return it as their `source`, so printing
+/// the chain naively repeats the same nested text three or four times (a GCS failure showed its
+/// URL and retry summary thrice). A cause whose text is already shown is left out; a cause whose
+/// text extends what is shown (a wrapper that only adds context) replaces it.
+pub fn error_chain_text(error: &(dyn StdError + 'static)) -> String {
+    let mut shown = String::new();
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if shown.is_empty() || text.starts_with(&shown) {
+            shown = text;
+        } else if !shown.contains(&text) {
+            shown.push_str(": ");
+            shown.push_str(&text);
+        }
+        cause = current.source();
+    }
+    shown
 }
 
 enum Kind {
@@ -201,4 +231,53 @@ fn classify(error: &object_store::Error) -> Kind {
         cause = current.source();
     }
     Kind::Other
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    /// A test error whose text embeds its cause's, as object_store's errors do.
+    #[derive(Debug)]
+    struct Layer(String, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|l| l as &(dyn StdError + 'static))
+        }
+    }
+
+    #[test]
+    fn chain_text_shows_each_cause_once() {
+        let layer = |text: &str, cause| Layer(text.to_string(), cause);
+        let root = layer("Connection refused (os error 111)", None);
+        let tcp = layer(
+            "tcp connect error: Connection refused (os error 111)",
+            Some(Box::new(root)),
+        );
+        let retry = layer(
+            "Error performing HEAD u after 2 retries",
+            Some(Box::new(tcp)),
+        );
+        let generic = layer(
+            "Generic GCS error: Error performing HEAD u after 2 retries",
+            Some(Box::new(retry)),
+        );
+        let storage = layer(
+            "cannot check gs://b/x: network error",
+            Some(Box::new(generic)),
+        );
+        let context = layer("cannot check gs://b/x", Some(Box::new(storage)));
+        assert_eq!(
+            error_chain_text(&context),
+            "cannot check gs://b/x: network error: Generic GCS error: Error performing HEAD u \
+             after 2 retries: tcp connect error: Connection refused (os error 111)"
+        );
+    }
 }

@@ -42,6 +42,6 @@ mod runtime;
 mod stores;
 
 pub use emulator::EMULATOR_PUBLIC_HOST;
-pub use error::StorageError;
+pub use error::{StorageError, error_chain_text};
 pub use location::Location;
 pub use options::{STORAGE_EMULATOR_HOST, StorageOptions};

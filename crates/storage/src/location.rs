@@ -249,6 +249,16 @@ impl Location {
             .await
     }
 
+    /// Reads the whole object if it is at most `limit` bytes. The size comes from the object's
+    /// metadata (file length, object size) before any of its content is read, so an oversized
+    /// (or sparse) file costs nothing; over the limit is [`StorageError::TooLarge`].
+    pub async fn read_at_most(&self, limit: u64) -> Result<Bytes, StorageError> {
+        self.io("read", move |this| async move {
+            this.read_at_most_now(limit).await
+        })
+        .await
+    }
+
     /// Writes the whole object, replacing any existing one. Parent directories of local files are
     /// created. Local files are written to a temporary file that is renamed into place, so readers
     /// see the old content or the new one, never a partial file.
@@ -326,6 +336,13 @@ impl Location {
     /// Blocking [`Location::read`]; callable from any thread, including inside a tokio runtime.
     pub fn read_blocking(&self) -> Result<Bytes, StorageError> {
         self.io_blocking("read", |this| async move { this.read_now().await })
+    }
+
+    /// Blocking [`Location::read_at_most`].
+    pub fn read_at_most_blocking(&self, limit: u64) -> Result<Bytes, StorageError> {
+        self.io_blocking("read", move |this| async move {
+            this.read_at_most_now(limit).await
+        })
     }
 
     /// Blocking [`Location::write`].
@@ -458,12 +475,23 @@ impl Location {
     }
 
     async fn read_now(&self) -> Result<Bytes, StorageError> {
+        self.read_at_most_now(u64::MAX).await
+    }
+
+    async fn read_at_most_now(&self, limit: u64) -> Result<Bytes, StorageError> {
         let key = self.object_key()?;
         let result = self
             .store
             .get(key)
             .await
             .map_err(self.store_error("read"))?;
+        if result.meta.size > limit {
+            return Err(StorageError::TooLarge {
+                location: self.shown.clone(),
+                size: result.meta.size,
+                limit,
+            });
+        }
         result.bytes().await.map_err(self.store_error("read"))
     }
 
