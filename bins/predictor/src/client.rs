@@ -460,7 +460,9 @@ pub fn versions(args: VersionsArgs) -> Result<()> {
                     .call(
                         reqwest::Method::POST,
                         &format!("models/{model}/versions/{name}:setDefault"),
-                        None,
+                        // A JSON body, as gcloud sends: the server refuses other content types
+                        // on calls that change deployments.
+                        Some(&json!({})),
                     )
                     .await?;
                 println!("{}", serde_json::to_string_pretty(&version)?);

@@ -62,6 +62,10 @@ pub struct LocalArgs {
     /// Where the model runs.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Most memory the model may need, in MiB: its constants, variables and the intermediate
+    /// tensors of a --max-batch-size batch, checked before anything is allocated.
+    #[arg(long, value_name = "MIB", default_value_t = savedmodel_runtime::DEFAULT_MEMORY_BUDGET >> 20)]
+    memory_budget_mb: u64,
 }
 
 pub fn run(args: LocalArgs) -> Result<()> {
@@ -87,7 +91,11 @@ pub fn run(args: LocalArgs) -> Result<()> {
     let model_dir = Location::parse(&args.model_dir)
         .with_context(|| format!("invalid --model-dir {}", args.model_dir))?;
     check_model_dir(&model_dir)?;
-    let model = LoadedModel::load_blocking(&model_dir, &["serve"], &device)
+    let limits = savedmodel_runtime::LoadLimits {
+        memory_budget: args.memory_budget_mb.saturating_mul(1 << 20),
+        max_batch: args.max_batch_size,
+    };
+    let model = LoadedModel::load_blocking_with(&model_dir, &["serve"], &device, &limits)
         .with_context(|| format!("cannot load the SavedModel in {model_dir}"))?;
     let signature = choose_signature(&model, args.signature_name.as_deref())?;
 

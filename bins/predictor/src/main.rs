@@ -64,7 +64,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ERROR: ({name}) {error:#}");
+            // Each cause once: nested storage errors repeat their causes' text.
+            let text = storage::error_chain_text(error.as_ref());
+            eprintln!("ERROR: ({name}) {text}");
             ExitCode::FAILURE
         }
     }

@@ -73,6 +73,32 @@ pub struct ServeArgs {
     /// connection is closed when it runs out (protects against slow-loris clients).
     #[arg(long, value_name = "SECS", default_value_t = serving::connections::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
     header_read_timeout: f64,
+    /// Longest time, in seconds, a request body may take to arrive (408 after that). The
+    /// request counts against --max-concurrent-requests only once its body is in.
+    #[arg(long, value_name = "SECS", default_value_t = serving::body::DEFAULT_BODY_READ_TIMEOUT.as_secs_f64())]
+    body_read_timeout: f64,
+    /// Slowest accepted request body in bytes per second, after a 2 s start (408 below it;
+    /// 0 turns the check off).
+    #[arg(long, value_name = "BYTES", default_value_t = serving::body::DEFAULT_MIN_BODY_RATE)]
+    min_body_rate: u64,
+    /// Request bodies one client address may send slowly (still arriving after 100 ms) at
+    /// once; more get 429.
+    #[arg(long, value_name = "N", default_value_t = serving::body::DEFAULT_MAX_SLOW_BODIES_PER_CLIENT)]
+    max_slow_bodies_per_client: usize,
+    /// A browser origin (`http://host:port`) whose pages may create, delete and re-default
+    /// models and versions; repeatable. Other cross-origin requests for those calls are refused.
+    #[arg(long = "cors-allow-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Allow creating, deleting and re-defaulting models and versions without
+    /// --auth-token-file on a non-loopback --host (off by default: anyone who can reach the
+    /// port could deploy models).
+    #[arg(long)]
+    allow_unauthenticated_changes: bool,
+    /// Most memory one model version may need, in MiB: its constants, variables and the
+    /// intermediate tensors of the largest batch, checked before anything is allocated (the
+    /// version is FAILED with the largest tensors named when over).
+    #[arg(long, value_name = "MIB", default_value_t = savedmodel_runtime::DEFAULT_MEMORY_BUDGET >> 20)]
+    memory_budget_mb: u64,
     /// Where the models run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -156,6 +182,30 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if config.header_read_timeout.is_zero() {
         bail!("--header-read-timeout must be more than 0 seconds");
     }
+    config.body_read_timeout = seconds("--body-read-timeout", args.body_read_timeout)?;
+    if config.body_read_timeout.is_zero() {
+        bail!("--body-read-timeout must be more than 0 seconds");
+    }
+    config.min_body_rate = args.min_body_rate;
+    if args.max_slow_bodies_per_client == 0 {
+        bail!("--max-slow-bodies-per-client must be at least 1");
+    }
+    config.max_slow_bodies_per_client = args.max_slow_bodies_per_client;
+    for origin in &args.cors_origins {
+        let host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .map(|rest| rest.trim_end_matches('/'));
+        let well_formed = host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
+        if !well_formed {
+            bail!(
+                "--cors-allow-origin expects an origin such as http://localhost:3000, got {origin:?}"
+            );
+        }
+    }
+    config.cors_origins = args.cors_origins;
+    config.allow_unauthenticated_changes = args.allow_unauthenticated_changes;
+    config.memory_budget = args.memory_budget_mb.saturating_mul(1 << 20);
     config.device = device::open(args.device)?;
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {

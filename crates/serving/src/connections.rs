@@ -5,8 +5,10 @@
 //! matters is the **header-read timeout**: hyper starts it whenever it waits for a request head,
 //! which covers both a client that trickles its request line and headers (slow loris) and an idle
 //! keep-alive connection waiting for its next request; when it fires the connection is closed.
-//! Slow *bodies* are bounded by the per-request timeout of the routes, so no connection can
-//! hold its task, socket and buffers for ever without sending complete requests.
+//! Slow *bodies* are bounded by [`crate::body`] (a body-read timeout, a minimum rate and a cap
+//! on slow bodies per client address, which is why each request carries its client's address),
+//! so no connection can hold its task, socket and buffers for ever without sending complete
+//! requests.
 //!
 //! Shutdown: stop accepting (the listener is dropped, so new connections are refused), close idle
 //! connections, let requests in flight finish, then return once every connection has ended.
@@ -15,11 +17,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 /// Default for `--header-read-timeout`: generous for any real client on a slow link, short
 /// enough that idle or stalled connections do not pile up.
@@ -44,9 +48,9 @@ pub async fn serve_connections(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
                     tracing::error!(%error, "cannot accept connections; pausing");
@@ -60,8 +64,15 @@ pub async fn serve_connections(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        // The client's address goes with every request, for the per-client limits of `body`.
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
         let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Closed by the client, a timed-out header read, a malformed request: all end only

@@ -39,7 +39,9 @@
 //!   everything else through a document tree. Response bodies (row, columnar, error) are
 //!   `predict-json`'s TF Serving writers, kept there with the other output formats.
 
+pub mod access;
 pub mod batching;
+pub mod body;
 pub mod connections;
 pub mod metrics;
 pub mod models;
@@ -50,6 +52,9 @@ pub mod server;
 pub mod status;
 pub mod tensor_json;
 pub mod tfs_documents;
+
+#[cfg(test)]
+mod http_tests;
 
 pub use batching::BatchingConfig;
 pub use predictor::{ModelLoader, Predictor, SavedModelLoader};

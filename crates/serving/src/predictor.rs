@@ -8,7 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use savedmodel_runtime::{DataType, HostTensor, LoadedModel, SignatureInfo, TensorData};
+use savedmodel_runtime::{
+    DataType, HostTensor, LoadLimits, LoadedModel, SignatureInfo, TensorData,
+};
 
 use crate::status::ApiError;
 use crate::tensor_json::DEFAULT_SIGNATURE;
@@ -47,26 +49,34 @@ pub trait ModelLoader: Send + Sync + 'static {
     fn load(&self, location: storage::Location) -> LoadFuture;
 }
 
-/// Loads SavedModels (tag set `serve`) with the real runtime, onto one device.
+/// Loads SavedModels (tag set `serve`) with the real runtime, onto one device, each within
+/// the load limits (memory budget, file sizes).
 pub struct SavedModelLoader {
     device: candle_core::Device,
+    limits: LoadLimits,
 }
 
 impl SavedModelLoader {
     /// A loader whose models run on `device` (the CPU, or a CUDA GPU in a `cuda` build).
     pub fn new(device: candle_core::Device) -> SavedModelLoader {
-        SavedModelLoader { device }
+        SavedModelLoader::with_limits(device, LoadLimits::default())
+    }
+
+    /// A loader that refuses models over `limits`.
+    pub fn with_limits(device: candle_core::Device, limits: LoadLimits) -> SavedModelLoader {
+        SavedModelLoader { device, limits }
     }
 }
 
 impl ModelLoader for SavedModelLoader {
     fn load(&self, location: storage::Location) -> LoadFuture {
         let device = self.device.clone();
+        let limits = self.limits;
         Box::pin(async move {
             // Parsing the graph and restoring variables is CPU work: keep it off the reactor.
             let model = tokio::task::spawn_blocking(move || {
-                LoadedModel::load_blocking(&location, &["serve"], &device)
-                    .map_err(|e| e.to_string())
+                LoadedModel::load_blocking_with(&location, &["serve"], &device, &limits)
+                    .map_err(|e| storage::error_chain_text(&e))
             })
             .await
             .map_err(|e| format!("the loading task failed: {e}"))??;

@@ -200,6 +200,11 @@ impl Registry {
         name: &str,
         change: impl FnOnce(Option<&ModelRecord>) -> Result<(Option<ModelRecord>, T), ApiError>,
     ) -> Result<T, ApiError> {
+        if !valid_resource_name(name) {
+            return Err(ApiError::invalid(format!(
+                "{name:?} is not a valid model name"
+            )));
+        }
         let _guard = self.write_lock.lock().await;
         let current = self
             .read_model(name)

@@ -13,15 +13,17 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::access;
+use crate::body;
 use crate::models::{ServedVersion, Slot, Source, VersionSpec};
 use crate::registry::{ModelRecord, VersionRecord, VersionState, now_rfc3339, valid_resource_name};
 use crate::server::AppState;
-use crate::status::{ApiError, Code};
+use crate::status::{ApiError, Code, Refusal};
 use crate::tensor_json::{self, RequestFormat};
 use crate::tfs_documents::{self, ModelVersionStatus, StatusProto};
 
@@ -36,28 +38,40 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = match state.in_flight.clone().try_acquire_owned() {
-        Ok(permit) => {
-            let timeout = state.config.request_timeout;
-            let response = match tokio::time::timeout(timeout, dispatch(&state, request)).await {
-                Ok(response) => response,
-                Err(_) => tfs_error(&ApiError::new(
-                    Code::DeadlineExceeded,
-                    format!("Request timed out after {} ms", timeout.as_millis()),
-                )),
-            };
-            drop(permit);
-            response
-        }
-        Err(_) => {
-            let mut response = tfs_error(&ApiError::unavailable(
-                "The server is overloaded: too many requests in flight; retry later",
-            ));
+    // The body is received first: a request counts as in flight only once it has arrived, so
+    // clients that send their bodies slowly cannot hold the in-flight permits (see `body`).
+    let response = match body::receive(request, &state.body_limits(), &state.slow_bodies).await {
+        Err(refusal) => {
+            let mut response = refusal_response(&path, &refusal);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
+        Ok(request) => match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let timeout = state.config.request_timeout;
+                let response = match tokio::time::timeout(timeout, dispatch(&state, request)).await
+                {
+                    Ok(response) => response,
+                    Err(_) => tfs_error(&ApiError::new(
+                        Code::DeadlineExceeded,
+                        format!("Request timed out after {} ms", timeout.as_millis()),
+                    )),
+                };
+                drop(permit);
+                response
+            }
+            Err(_) => {
+                let mut response = tfs_error(&ApiError::unavailable(
+                    "The server is overloaded: too many requests in flight; retry later",
+                ));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        },
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -73,8 +87,28 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     response
 }
 
-async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
+/// A refusal in the error format of the API `path` belongs to: Google's envelope for the Cloud
+/// ML Engine resource calls, `{"error": "…"}` for predictions and TF Serving.
+fn refusal_response(path: &str, refusal: &Refusal) -> Response {
+    let google = starts_with_ignore_case(path, "/v1/projects/")
+        && !path
+            .rsplit_once(':')
+            .is_some_and(|(_, verb)| verb.eq_ignore_ascii_case("predict"));
+    let mut response = if google {
+        google_error(&refusal.error)
+    } else {
+        tfs_error(&refusal.error)
+    };
+    *response.status_mut() = refusal.status;
+    response
+}
+
+async fn dispatch(state: &Arc<AppState>, mut request: Request) -> Response {
     let path = request.uri().path().to_string();
+    // HEAD is GET without the body (hyper leaves the body out of the answer).
+    if request.method() == Method::HEAD {
+        *request.method_mut() = Method::GET;
+    }
     let method = request.method().clone();
     if path == "/monitoring/prometheus/metrics" {
         return if method == Method::GET {
@@ -90,7 +124,16 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
         return tfs_error(&ApiError::not_found(format!("Not found: {path}")));
     }
     if method == Method::OPTIONS {
-        return cors_preflight(request.headers());
+        let mutating = access::preflight_is_mutating(&path, request.headers());
+        return match state.access.preflight(request.headers(), mutating) {
+            Ok(headers) => {
+                let mut response = json_response(StatusCode::OK, String::new());
+                response.headers_mut().extend(headers);
+                response
+            }
+            Err(error) if mutating => google_error(&error),
+            Err(error) => tfs_error(&error),
+        };
     }
     if starts_with_ignore_case(&path, "/v1/projects/") {
         return cmle(state, request, &path).await;
@@ -104,33 +147,6 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.len() >= prefix.len()
         && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-}
-
-fn cors_preflight(headers: &HeaderMap) -> Response {
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|o| o.starts_with("http://") || o.starts_with("https://"));
-    if !origin_ok {
-        return tfs_error(&ApiError::invalid(
-            "Origin header is missing in CORS preflight",
-        ));
-    }
-    let mut response = json_response(StatusCode::OK, String::new());
-    let h = response.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, GET"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type"),
-    );
-    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,12 +188,7 @@ fn ok_json(value: &Value) -> Response {
 /// Reads the body within the size limit: 413 as soon as the declared or received size passes it.
 async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            Code::ResourceExhausted,
-            format!("Request payload size exceeds the limit: {limit} bytes."),
-        )
-    };
+    let too_large = || body::payload_too_large(limit);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -451,11 +462,16 @@ async fn cmle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
         )));
     }
     let is_predict = verb == Some("predict");
+    // Names become registry file names: refuse anything the API would not accept as a name
+    // before it gets near the store (predictions may address file-system models by any name).
+    if !is_predict && let Err(error) = check_resource_names(resource) {
+        return google_error(&error);
+    }
     if !is_predict
         && method != Method::GET
-        && let Err(error) = check_token(state, request.headers())
+        && let Err(refusal) = state.access.check_change(&method, request.headers())
     {
-        return google_error(&error);
+        return refusal_response(path, &refusal);
     }
     let result = match (&method, resource, verb) {
         (&Method::POST, ["models", model], Some("predict")) => {
@@ -565,33 +581,6 @@ fn cmle_resolve_registry(
                 ))
             }),
     }
-}
-
-fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.config.auth_token else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            Code::Unauthenticated,
-            "The bearer token is not valid",
-        )),
-        None => Err(ApiError::new(
-            Code::Unauthenticated,
-            "This call changes the server's deployments and needs an \"Authorization: Bearer <token>\" header",
-        )),
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn model_path(state: &AppState, model: &str) -> String {
@@ -718,6 +707,19 @@ fn get_version(state: &AppState, model: &str, version: &str) -> Result<Value, Ap
 fn parse_json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
+}
+
+/// The model and version names in a Cloud ML Engine resource path must be valid names.
+fn check_resource_names(resource: &[&str]) -> Result<(), ApiError> {
+    let mut named = resource.iter().zip(resource.iter().skip(1));
+    named.try_for_each(|(kind, name)| match *kind {
+        "models" | "versions" if !valid_resource_name(name) => Err(ApiError::invalid(format!(
+            "{name:?} is not a valid {} name: it must start with a letter and contain only \
+             letters, digits and underscores (at most 128)",
+            kind.trim_end_matches('s')
+        ))),
+        _ => Ok(()),
+    })
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -1094,12 +1096,5 @@ mod tests {
                 .message,
             "Failed to convert version: 99999999999999999999 to numeric."
         );
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -9,7 +9,9 @@ use storage::Location;
 use tokio::sync::{Semaphore, watch};
 
 use crate::ServingError;
+use crate::access::AccessRules;
 use crate::batching::BatchingConfig;
+use crate::body::{BodyLimits, SlowBodies};
 use crate::metrics::Metrics;
 use crate::models::{ModelTable, ServedModel, ServedVersion, Slot, Source};
 use crate::predictor::{ModelLoader, SavedModelLoader, check_prediction};
@@ -48,6 +50,19 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Where models run (CPU, or a CUDA GPU in a build with the `cuda` feature).
     pub device: candle_core::Device,
+    /// Longest time a request body may take to arrive ([`crate::body`]).
+    pub body_read_timeout: Duration,
+    /// Slowest accepted body, bytes per second after a short start; 0: no rate check.
+    pub min_body_rate: u64,
+    /// Bodies from one client address that may arrive slowly at once.
+    pub max_slow_bodies_per_client: usize,
+    /// Browser origins (`--cors-allow-origin`) allowed to change deployments ([`crate::access`]).
+    pub cors_origins: Vec<String>,
+    /// Allow deployment changes without a token on a non-loopback address.
+    pub allow_unauthenticated_changes: bool,
+    /// Most memory one model load may need (constants, variables, intermediates of the largest
+    /// batch), checked before anything is allocated.
+    pub memory_budget: u64,
 }
 
 impl ServeConfig {
@@ -69,6 +84,12 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: crate::connections::DEFAULT_HEADER_READ_TIMEOUT,
             device: candle_core::Device::Cpu,
+            body_read_timeout: crate::body::DEFAULT_BODY_READ_TIMEOUT,
+            min_body_rate: crate::body::DEFAULT_MIN_BODY_RATE,
+            max_slow_bodies_per_client: crate::body::DEFAULT_MAX_SLOW_BODIES_PER_CLIENT,
+            cors_origins: Vec::new(),
+            allow_unauthenticated_changes: false,
+            memory_budget: savedmodel_runtime::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -80,8 +101,12 @@ pub struct AppState {
     pub loader: Arc<dyn ModelLoader>,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<Semaphore>,
-    /// Parsed `--allow-origin` prefixes (canonical URLs).
+    /// Parsed `--allow-origin` prefixes (canonical URLs; local folders with symlinks resolved).
     pub allowed_origins: Vec<String>,
+    /// Who may change deployments.
+    pub access: AccessRules,
+    /// Slow request bodies being received, per client address.
+    pub slow_bodies: SlowBodies,
 }
 
 impl AppState {
@@ -100,8 +125,10 @@ impl AppState {
         for prefix in &config.allowed_origins {
             let location = Location::parse(prefix)
                 .map_err(|e| ServingError::Config(format!("--allow-origin {prefix}: {e}")))?;
+            let location = canonical_if_local(&location).unwrap_or(location);
             allowed_origins.push(location.url().trim_end_matches('/').to_string());
         }
+        let access = AccessRules::new(&config, config.addr);
         let state = Arc::new(AppState {
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
             config,
@@ -110,6 +137,8 @@ impl AppState {
             loader,
             metrics: Arc::new(Metrics::default()),
             allowed_origins,
+            access,
+            slow_bodies: SlowBodies::default(),
         });
 
         let mut file_models = BTreeMap::new();
@@ -139,6 +168,16 @@ impl AppState {
         }
         state.sync_registry_models(true);
         Ok(state)
+    }
+
+    /// The limits request bodies are received under.
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_bytes: self.config.max_body_bytes,
+            timeout: self.config.body_read_timeout,
+            min_rate: self.config.min_body_rate,
+            max_slow_per_client: self.config.max_slow_bodies_per_client.max(1),
+        }
     }
 
     /// Brings the served table in line with the registry: loads versions that should be served
@@ -209,7 +248,14 @@ impl AppState {
         number: i64,
         uri: String,
     ) {
-        let result = self.load_and_check(&model, number, &uri).await;
+        // The origin is checked again as it is loaded: a symlink may have changed since.
+        let result = match self.check_origin(&uri) {
+            Ok(location) => {
+                self.load_location_and_check(&model, number, &uri, location)
+                    .await
+            }
+            Err(error) => Err(error.message),
+        };
         let (slot, state, error) = match result {
             Ok(served) => (Slot::Available(Arc::new(served)), VersionState::Ready, None),
             Err(message) => (
@@ -270,6 +316,18 @@ impl AppState {
         uri: &str,
     ) -> Result<ServedVersion, String> {
         let location = Location::parse(uri).map_err(|e| format!("cannot use {uri}: {e}"))?;
+        self.load_location_and_check(model, number, uri, location)
+            .await
+    }
+
+    /// [`AppState::load_and_check`] of a location already parsed (`uri` names it in messages).
+    async fn load_location_and_check(
+        &self,
+        model: &str,
+        number: i64,
+        uri: &str,
+        location: Location,
+    ) -> Result<ServedVersion, String> {
         let predictor = self
             .loader
             .load(location)
@@ -290,7 +348,9 @@ impl AppState {
         )
     }
 
-    /// Refuses a deployment URI outside `--allow-origin`, or with `..` segments.
+    /// Refuses a deployment URI outside `--allow-origin`, or with `..` segments. Local folders
+    /// are resolved with symlinks followed, the folder and every file in it, so a link inside an
+    /// allowed folder cannot reach outside it; the location returned is the resolved one.
     pub fn check_origin(&self, uri: &str) -> Result<Location, ApiError> {
         let has_dot_dot = uri.split(['/', '\\']).any(|segment| segment == "..");
         if has_dot_dot {
@@ -304,26 +364,49 @@ impl AppState {
         if self.allowed_origins.is_empty() {
             return Ok(location);
         }
-        let url = location.url();
+        let outside = |resolved: &str| {
+            ApiError::new(
+                crate::status::Code::PermissionDenied,
+                format!(
+                    "deploymentUri {uri:?}{resolved} is outside the allowed origins ({}); start \
+                     the server with --allow-origin to allow it",
+                    self.config.allowed_origins.join(", ")
+                ),
+            )
+        };
+        let Some(path) = location.local_path() else {
+            return if self.is_allowed(&location.url()) {
+                Ok(location)
+            } else {
+                Err(outside(""))
+            };
+        };
+        let resolved = match resolve_local_tree(&path) {
+            Ok(resolved) => resolved,
+            // Nothing to follow: a path that is outside as written is refused as such.
+            Err(_) if !self.is_allowed(&location.url()) => return Err(outside("")),
+            Err(e) => return Err(ApiError::invalid(format!("deploymentUri {uri:?}: {e}"))),
+        };
+        for (shown, url) in &resolved.urls {
+            if !self.is_allowed(url) {
+                return Err(outside(&if shown.as_os_str().is_empty() {
+                    format!(" (resolved: {url})")
+                } else {
+                    format!(" ({} resolves to {url})", shown.display())
+                }));
+            }
+        }
+        Ok(resolved.root)
+    }
+
+    fn is_allowed(&self, url: &str) -> bool {
         let url = url.trim_end_matches('/');
-        let allowed = self.allowed_origins.iter().any(|prefix| {
+        self.allowed_origins.iter().any(|prefix| {
             url == prefix
                 || url
                     .strip_prefix(prefix.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
-        });
-        if allowed {
-            Ok(location)
-        } else {
-            Err(ApiError::new(
-                crate::status::Code::PermissionDenied,
-                format!(
-                    "deploymentUri {uri:?} is outside the allowed origins ({}); start the server with \
-                     --allow-origin to allow it",
-                    self.config.allowed_origins.join(", ")
-                ),
-            ))
-        }
+        })
     }
 
     /// Starts the pollers: file-system models and the registry (for other replicas' changes).
@@ -430,6 +513,71 @@ impl AppState {
     }
 }
 
+/// A local location with symlinks resolved, when it exists (else `None`).
+fn canonical_if_local(location: &Location) -> Option<Location> {
+    let canonical = std::fs::canonicalize(location.local_path()?).ok()?;
+    Location::parse(canonical.to_str()?).ok()
+}
+
+/// A local model folder with every symlink resolved.
+struct ResolvedTree {
+    /// The folder itself, resolved.
+    root: Location,
+    /// `(path relative to the folder as given, resolved URL)` for the folder (empty path) and
+    /// every entry under it.
+    urls: Vec<(std::path::PathBuf, String)>,
+}
+
+/// Most entries and depth looked at under a model folder: a SavedModel has a handful of files.
+const MAX_ORIGIN_ENTRIES: usize = 10_000;
+const MAX_ORIGIN_DEPTH: usize = 16;
+
+/// Resolves `path` and everything under it (symlinks followed) for the allow-list check.
+fn resolve_local_tree(path: &std::path::Path) -> Result<ResolvedTree, String> {
+    let url_of = |canonical: &std::path::Path| -> Result<String, String> {
+        let text = canonical
+            .to_str()
+            .ok_or_else(|| format!("{} is not a UTF-8 path", canonical.display()))?;
+        Location::parse(text)
+            .map(|l| l.url())
+            .map_err(|e| e.to_string())
+    };
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+    let root_text = canonical
+        .to_str()
+        .ok_or_else(|| format!("{} is not a UTF-8 path", canonical.display()))?;
+    let root = Location::parse(root_text).map_err(|e| e.to_string())?;
+    let mut urls = vec![(std::path::PathBuf::new(), root.url())];
+    let mut pending = vec![(std::path::PathBuf::new(), 0usize)];
+    while let Some((relative, depth)) = pending.pop() {
+        let dir = path.join(&relative);
+        if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if depth >= MAX_ORIGIN_DEPTH {
+            return Err(format!("{} is nested too deeply", dir.display()));
+        }
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+            let child = relative.join(entry.file_name());
+            let resolved = std::fs::canonicalize(path.join(&child))
+                .map_err(|e| format!("cannot resolve {}: {e}", path.join(&child).display()))?;
+            urls.push((child.clone(), url_of(&resolved)?));
+            if urls.len() > MAX_ORIGIN_ENTRIES {
+                return Err(format!(
+                    "{} holds more than {MAX_ORIGIN_ENTRIES} entries",
+                    path.display()
+                ));
+            }
+            pending.push((child, depth + 1));
+        }
+    }
+    Ok(ResolvedTree { root, urls })
+}
+
 /// Numbered version folders under `base` that hold a complete SavedModel (their
 /// `saved_model.pb` is written last), as `(number, url)`, ascending.
 async fn list_versions(base: &str) -> Result<Vec<(i64, String)>, String> {
@@ -465,7 +613,26 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServingError> {
-    let loader = loader.unwrap_or_else(|| Arc::new(SavedModelLoader::new(config.device.clone())));
+    let loader = loader.unwrap_or_else(|| {
+        // The budget is checked for the largest batch a version runs: a merged batch, or a
+        // request's own rows (a 1.5 MB body holds at most a few hundred MNIST images).
+        let max_batch = config
+            .batching
+            .as_ref()
+            .map_or(savedmodel_runtime::DEFAULT_MAX_BATCH, |b| {
+                b.max_batch_size.max(savedmodel_runtime::DEFAULT_MAX_BATCH)
+            });
+        let limits = savedmodel_runtime::LoadLimits {
+            memory_budget: config.memory_budget,
+            max_batch,
+        };
+        Arc::new(SavedModelLoader::with_limits(config.device.clone(), limits))
+    });
+    let mut config = config;
+    // The address actually bound decides the access rules (port 0, or a listener made elsewhere).
+    if let Ok(bound) = listener.local_addr() {
+        config.addr = bound;
+    }
     let state = AppState::start(config, loader).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     state.start_background(stop_rx);

@@ -102,6 +102,22 @@ impl ApiError {
     }
 }
 
+/// An answer other than the API's status mapping: the HTTP status and the error to show.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub error: ApiError,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Refusal {
+        Refusal {
+            status: error.code.http_status(),
+            error,
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code.name(), self.message)
