@@ -320,7 +320,8 @@ async fn version_lifecycle_default_and_failures() {
             Method::POST,
             "/v1/projects/default/models/mnist/versions/bad:setDefault",
             None,
-            None,
+            // Calls that change deployments need a JSON body (the CSRF rule).
+            Some("{}".into()),
         )
         .await;
     assert_eq!(status, 400, "{text}");
@@ -391,6 +392,7 @@ async fn concurrent_mutations_keep_every_version() {
         tasks.push(tokio::spawn(async move {
             let response = reqwest::Client::new()
                 .post(format!("{url}/v1/projects/default/models/m/versions"))
+                .header("content-type", "application/json")
                 .body(json!({"name": format!("v{i}"), "deploymentUri": origin}).to_string())
                 .send()
                 .await
