@@ -58,6 +58,7 @@ pub use status::{ApiError, Code};
 
 /// Failures that stop the server from starting or running (request failures are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServingError {
     #[error("registry {location}: {reason}")]
     Registry { location: String, reason: String },
