@@ -50,11 +50,14 @@ pub mod server;
 pub mod status;
 pub mod tensor_json;
 pub mod tfs_documents;
+mod v2;
+mod vertex;
 
 pub use batching::BatchingConfig;
 pub use predictor::{ModelLoader, Predictor, SavedModelLoader};
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServeConfig, serve};
 pub use status::{ApiError, Code};
+pub use vertex::{VertexModel, VertexRoutes};
 
 /// Failures that stop the server from starting or running (request failures are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]

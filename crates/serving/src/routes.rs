@@ -78,6 +78,18 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
 async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
+    // Vertex's routes are whatever AIP_*_ROUTE says, so they are matched first and exactly.
+    let request = match &state.config.vertex {
+        Some(vertex) if path == vertex.routes.health || path == vertex.routes.predict => {
+            return crate::vertex::handle(state, vertex, request, &path)
+                .await
+                .unwrap_or_else(|| tfs_error(&ApiError::not_found(format!("Not found: {path}"))));
+        }
+        _ => request,
+    };
+    if path == "/v2" || path.starts_with("/v2/") {
+        return crate::v2::handle(state, request, &path).await;
+    }
     if path == "/monitoring/prometheus/metrics" {
         return if method == Method::GET {
             let text = state.metrics.render(&state.table.states());

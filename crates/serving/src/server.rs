@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Where models run (CPU, or a CUDA GPU in a build with the `cuda` feature).
     pub device: candle_core::Device,
+    /// Vertex AI's container contract: its model and its health and predict routes.
+    pub vertex: Option<crate::vertex::VertexModel>,
 }
 
 impl ServeConfig {
@@ -69,6 +71,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: crate::connections::DEFAULT_HEADER_READ_TIMEOUT,
             device: candle_core::Device::Cpu,
+            vertex: None,
         }
     }
 }
