@@ -5,7 +5,8 @@
 #                            binary PREDICTOR names, e.g. an older build to compare with), make a
 #                            scratch folder ($work, removed on exit with any server still running)
 #   serve_sample_bodies      $work/one.json (first sample image) and $work/hundred.json (the 10
-#                            sample images repeated to 100 instances)
+#                            sample images repeated to 100 instances); the same as KServe V2 infer
+#                            bodies in $work/one-v2.json and $work/hundred-v2.json
 #   serve_start [ARGS...]    `predictor serve --port 0 --registry $work/registry ARGS...` on
 #                            127.0.0.1 with per-request `info` logs in $work/server.log, as a
 #                            deployment would write them; sets $server_pid and $url
@@ -42,6 +43,10 @@ with open(sys.argv[2] + "/one.json", "w") as f:
     json.dump({"instances": rows[:1]}, f)
 with open(sys.argv[2] + "/hundred.json", "w") as f:
     json.dump({"instances": (rows * 10)[:100]}, f)
+for name, batch in (("one-v2", rows[:1]), ("hundred-v2", (rows * 10)[:100])):
+    with open(sys.argv[2] + "/" + name + ".json", "w") as f:
+        tensor = {"name": "image", "shape": [len(batch), len(batch[0])], "datatype": "FP32", "data": batch}
+        json.dump({"inputs": [tensor]}, f)
 EOF
 }
 

@@ -4,6 +4,8 @@
 #   bench/serve-load.sh            # oha if installed (cargo install oha), else wrk (apt-get install wrk)
 #   DURATION=20 bench/serve-load.sh
 #   PREDICTOR=/tmp/old/predictor bench/serve-load.sh   # measure another build of the server
+#   PROTOCOL=v2 bench/serve-load.sh                     # KServe V2 infer instead of TF Serving REST
+#   MODES=on bench/serve-load.sh                        # batching on only (default: on, then off)
 #
 # Builds the release binary, serves testdata/savedmodels/tf1-tutorial (the tutorial's MNIST MLP,
 # exported by TensorFlow) on 127.0.0.1, and for batching on and off measures:
@@ -16,7 +18,12 @@ set -euo pipefail
 # shellcheck source=bench/lib-serve.sh
 source "$(dirname "$0")/lib-serve.sh"
 duration=${DURATION:-10}
-route=${ROUTE:-/v1/models/mnist:predict}
+protocol=${PROTOCOL:-rest}
+case "$protocol" in
+  rest) route=${ROUTE:-/v1/models/mnist:predict}; suffix= ;;
+  v2) route=${ROUTE:-/v2/models/mnist/infer}; suffix=-v2 ;;
+  *) echo "PROTOCOL must be rest or v2, not $protocol" >&2; exit 1 ;;
+esac
 
 oha_bin=${OHA:-$(command -v oha || true)}
 [ -n "$oha_bin" ] || { [ -x /tmp/oha/bin/oha ] && oha_bin=/tmp/oha/bin/oha; } || true
@@ -68,16 +75,16 @@ EOF
 echo "machine: $(nproc) CPUs, $(uname -m); tool: ${oha_bin:-$wrk_bin}; ${duration}s per run; route $route" >&2
 echo "| load | batching | connections | req/s | instances/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|---|---|---|"
-for mode in on off; do
+for mode in ${MODES:-on off}; do
   if [ "$mode" = on ]; then
     serve_start --model "mnist=$model"
   else
     serve_start --model "mnist=$model" --no-batching
   fi
   serve_wait_available mnist
-  run "1 instance" "$work/one.json" 1 1
-  run "1 instance" "$work/one.json" 1 64
-  run "100 instances" "$work/hundred.json" 100 16
+  run "1 instance" "$work/one$suffix.json" 1 1
+  run "1 instance" "$work/one$suffix.json" 1 64
+  run "100 instances" "$work/hundred$suffix.json" 100 16
   serve_stop
   echo "| peak RSS ($mode) | $((peak_rss_kb / 1024)) MiB | | | | | | |"
 done

@@ -12,13 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use predict_json::{InstanceFormat, PyValue};
-use savedmodel_runtime::{LoadedModel, SignatureInfo};
+use savedmodel_runtime::{DEFAULT_SIGNATURE, LoadedModel, SignatureInfo};
 use storage::Location;
 
 use crate::device::{self, DeviceChoice};
-
-/// The signature gcloud uses when `--signature-name` is not given and the model has several.
-const DEFAULT_SIGNATURE: &str = "serving_default";
 
 /// Large enough that ordinary files run as one batch; bounds memory for huge files.
 const DEFAULT_MAX_BATCH: usize = 16_384;

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::device::{self, DeviceChoice};
 
+const DEFAULT_REGISTRY: &str = "predictor-registry";
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to bind. Only loopback unless told otherwise.
@@ -23,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long = "model-base-path", value_name = "NAME=URL")]
     base_paths: Vec<String>,
     /// Where models and versions created through the API are stored (local folder or gs://).
-    #[arg(long, default_value = "predictor-registry")]
+    #[arg(long, default_value = DEFAULT_REGISTRY)]
     registry: String,
     /// The project name of the Cloud ML Engine API paths (/v1/projects/NAME/...).
     #[arg(long, default_value = "default")]
@@ -113,6 +115,62 @@ fn name_and_url(flag: &str, value: &str) -> Result<(String, String)> {
     }
 }
 
+/// The Vertex AI custom-container contract (`docs/reference/inference_protocols.md` §3): when
+/// Vertex starts the container it sets these, and the server must listen on
+/// `0.0.0.0:$AIP_HTTP_PORT`, answer health checks and predictions on the given routes and serve
+/// the model copied to `$AIP_STORAGE_URI`.
+const VERTEX_VARIABLES: [&str; 4] = [
+    "AIP_HTTP_PORT",
+    "AIP_HEALTH_ROUTE",
+    "AIP_PREDICT_ROUTE",
+    "AIP_STORAGE_URI",
+];
+
+/// The Vertex settings, when all four `AIP_*` variables are set; an error naming the missing
+/// ones when only some are (a half-configured container should not start serving elsewhere).
+fn vertex_from_env() -> Result<Option<(u16, serving::VertexRoutes, String)>> {
+    let values: Vec<Option<String>> = VERTEX_VARIABLES
+        .iter()
+        .map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = VERTEX_VARIABLES
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "Vertex AI mode needs {} set, but {} {} missing or empty",
+            VERTEX_VARIABLES.join(", "),
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        );
+    }
+    let mut values = values.into_iter().flatten();
+    let mut next = || values.next().unwrap_or_default();
+    let (port, health, predict, storage) = (next(), next(), next(), next());
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("AIP_HTTP_PORT={port:?} is not a port number"))?;
+    for (name, route) in [
+        ("AIP_HEALTH_ROUTE", &health),
+        ("AIP_PREDICT_ROUTE", &predict),
+    ] {
+        if !route.starts_with('/') {
+            bail!("{name}={route:?} must be a path starting with '/'");
+        }
+    }
+    Ok(Some((
+        port,
+        serving::VertexRoutes { health, predict },
+        storage,
+    )))
+}
+
 fn seconds(flag: &str, value: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("{flag} must be a non-negative number of seconds"))
@@ -168,6 +226,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             bail!("--auth-token-file {} is empty", path.display());
         }
         config.auth_token = Some(token.to_string());
+    }
+    if let Some((port, routes, storage_uri)) = vertex_from_env()? {
+        // Vertex health-checks and routes traffic from outside the container.
+        config.addr = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
+        let name = std::env::var("AIP_MODEL_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "model".to_string());
+        config.models.push((name.clone(), storage_uri));
+        if args.registry == DEFAULT_REGISTRY {
+            // Vertex deploys one model per container: nothing to persist between restarts.
+            config.registry = "memory://vertex-registry".to_string();
+        }
+        config.vertex = Some(serving::VertexModel { name, routes });
     }
     config.allowed_origins = args.allow_origins;
     config.max_body_bytes = args.max_body_bytes;

@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "predictor/serve_support.rs"]
 mod serve_support;
 
 use std::path::Path;

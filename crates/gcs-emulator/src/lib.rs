@@ -64,6 +64,7 @@ exit "$status"
 
 /// The crate's error type.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmulatorError {
     #[error(
         "fake-gcs-server binary not found (looked for: {looked_for}). Run scripts/setup-python.sh \

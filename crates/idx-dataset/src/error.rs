@@ -7,6 +7,7 @@ use crate::idx::IdxKind;
 /// Each variant names the file at fault (as the caller named it: usually its storage location)
 /// and, where there is one, the expected and the found value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdxError {
     #[error("{file}: too short for {what}: needs {needed} bytes, has {found}")]
     Truncated {

@@ -82,6 +82,7 @@ impl fmt::Display for FieldError {
 
 /// Everything that can go wrong reading a job config or `TF_CONFIG`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobConfigError {
     #[error("cannot read job config {}: {source}", path.display())]
     Read {

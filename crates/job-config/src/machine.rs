@@ -2,7 +2,7 @@
 //!
 //! Facts and their sources:
 //! - Legacy machine types and the GPUs they carry: the project's reference notes
-//!   (`serving_api.md` B5), which follow Cloud's "Specifying machine types or scale tiers" page.
+//!   (`docs/reference/serving_api.md` B5), which follow Cloud's "Specifying machine types or scale tiers" page.
 //! - Accelerator names: the `AcceleratorConfig.type` enum of the `ml.googleapis.com/v1` API
 //!   (as generated into the gcloud SDK's `ml_v1_messages.py`).
 //! - Compute Engine machine shapes (`n1-standard-8`, `a2-highgpu-1g`, …) and how many of each GPU

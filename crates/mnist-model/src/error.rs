@@ -2,6 +2,7 @@
 
 /// Everything that can go wrong when building, training or running the model.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A configuration value is out of range (names the field and says why).
     #[error("invalid model configuration: {field}: {reason}")]

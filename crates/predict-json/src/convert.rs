@@ -11,7 +11,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use savedmodel_runtime::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
+use savedmodel_format::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Standard base64 alphabet, padding optional: gcloud (Python `b64decode`) and TF Serving

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use savedmodel_runtime::{HostTensor, TensorData};
+use savedmodel_format::{HostTensor, TensorData};
 
 use crate::PredictJsonError;
 use crate::float_format::gcloud_table_float;
@@ -356,7 +356,7 @@ mod tests {
         );
     }
 
-    /// The expected table is gcloud 528's output for the same predictions (`serving_api.md` B2).
+    /// The expected table is gcloud 528's output for the same predictions (`docs/reference/serving_api.md` B2).
     #[test]
     fn table_matches_gcloud_example() {
         let row = |class: i128, p: [f32; 3]| {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use savedmodel_runtime::{HostTensor, SignatureInfo, TensorData};
+use savedmodel_format::{HostTensor, SignatureInfo, TensorData};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::convert::{Column, InstanceSeed, Problem, columns_for};
@@ -48,7 +48,7 @@ pub fn parse_instances<R: BufRead>(
 }
 
 /// Streams the instances of `reader` as batches of at most `max_batch` instances, checking each
-/// against `signature` (gcloud's rules, `serving_api.md` B2-B3):
+/// against `signature` (gcloud's rules, `docs/reference/serving_api.md` B2-B3):
 ///
 /// * a single-input signature takes a bare value per instance, or an object whose only key is
 ///   the input name; several inputs need an object with exactly the input names as keys;

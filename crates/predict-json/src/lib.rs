@@ -15,7 +15,7 @@
 //! `f32` buffers for the server's common case.
 //!
 //! **Input** ([`read_instances`], [`parse_instances`], [`instances_from_json_values`],
-//! [`instances_from_json_array`]): gcloud's instance rules (`serving_api.md` B2-B3) checked
+//! [`instances_from_json_array`]): gcloud's instance rules (`docs/reference/serving_api.md` B2-B3) checked
 //! against a signature's inputs (dtype and shape from its `TensorSpec`s), stacking all instances
 //! into one `[n, ...]` tensor per input. Files are streamed line by line and can be cut into
 //! batches of bounded size; numbers go straight from the JSON text into typed buffers through
@@ -32,6 +32,15 @@
 //! double) and then printed with Python's `json.dumps` layout or gcloud's table printer,
 //! reimplemented here from their documented behaviour and checked against the real gcloud.
 //!
+//! **Input for TF Serving** ([`parse_tf_serving_request`]): TF Serving's REST predict bodies, row
+//! (`instances`) and columnar (`inputs`), converted by the signature's dtypes with TF Serving's own
+//! error texts; the common body (rows of numbers for one float input) is read straight into one
+//! `f32` buffer.
+//!
+//! **KServe V2** ([`parse_v2_infer_request`], [`v2_infer_response_json`]): the Open Inference
+//! Protocol's JSON tensors (`datatype`, `shape`, flat or nested `data`) checked against the
+//! signature, and its response body with `outputs` selection.
+//!
 //! **Output for TF Serving** ([`tf_serving_predictions_json`], [`tf_serving_outputs_json`],
 //! [`tf_serving_error_json`]): TF Serving's row and columnar bodies, with its float formatting
 //! (`%g` if it round-trips, else 9 or 17 significant digits; computed with exact integer
@@ -44,6 +53,8 @@ mod instances;
 pub mod json;
 mod py_value;
 mod tf_serving;
+mod tf_serving_request;
+mod v2;
 
 use std::fmt;
 
@@ -60,6 +71,8 @@ pub use instances::{
 };
 pub use py_value::PyValue;
 pub use tf_serving::{tf_serving_error_json, tf_serving_outputs_json, tf_serving_predictions_json};
+pub use tf_serving_request::{RequestFormat, TfServingRequest, parse_tf_serving_request};
+pub use v2::{V2InferRequest, parse_v2_infer_request, v2_datatype, v2_infer_response_json};
 
 /// Where an instance came from, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +97,7 @@ impl fmt::Display for InstanceAt {
 
 /// Everything that can go wrong between JSON and tensors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PredictJsonError {
     #[error("reading the instances failed: {0}")]
     Read(#[source] std::io::Error),
@@ -121,7 +135,13 @@ pub enum PredictJsonError {
     InvalidOutput { output: String, message: String },
     #[error("bad output from running the model: {0}")]
     OutputBatchMismatch(String),
-    /// TF Serving's own wording, for its error bodies.
+    /// TF Serving's own wording, for its error bodies (status `INVALID_ARGUMENT`).
     #[error("{0}")]
     TfServing(String),
+    /// TF Serving's own wording for a conversion it does not implement (status `UNIMPLEMENTED`).
+    #[error("{0}")]
+    TfServingUnimplemented(String),
+    /// A KServe V2 request that does not fit the protocol or the model's signature.
+    #[error("{0}")]
+    V2(String),
 }

@@ -1,14 +1,14 @@
 //! Output tensors -> TensorFlow Serving's REST response bodies, byte for byte.
 //!
 //! TF Serving writes responses with RapidJSON's `PrettyWriter` (4-space indent), switching to
-//! "single-line array" mode while it writes each row's values (`serving_api.md` A5.6). The small
+//! "single-line array" mode while it writes each row's values (`docs/reference/serving_api.md` A5.6). The small
 //! writer below reproduces that writer's layout rules, so the bodies match TF Serving's exactly
 //! (useful for golden tests and for clients that diff responses).
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use savedmodel_runtime::{HostTensor, TensorData};
+use savedmodel_format::{HostTensor, TensorData};
 
 use crate::PredictJsonError;
 use crate::float_format::{write_tf_serving_f32, write_tf_serving_f64};
@@ -309,7 +309,7 @@ mod tests {
         )
     }
 
-    /// Expected bodies: the layouts verified against TF Serving's writer (`serving_api.md` A5.6).
+    /// Expected bodies: the layouts verified against TF Serving's writer (`docs/reference/serving_api.md` A5.6).
     #[test]
     fn single_output_rows() {
         let mut outputs = BTreeMap::new();

@@ -2,7 +2,7 @@
 //!
 //! A bundle is an `.index` SSTable (header entry under the empty key, then one
 //! `BundleEntryProto` per tensor, sorted by name) plus data shards holding the raw tensor bytes
-//! (tensor_bundle.md). The writer produces exactly what TensorFlow's `BundleWriter` produces for
+//! (docs/reference/tensor_bundle.md). The writer produces exactly what TensorFlow's `BundleWriter` produces for
 //! the same tensors added in the same order (one shard, no alignment padding, TF's table
 //! options), so the index is byte-identical to TF's. The reader checks everything it uses:
 //! header version, shard ids, byte ranges, sizes against shapes, and the masked CRC-32C of each
@@ -486,7 +486,7 @@ mod tests {
         HostTensor::new(shape, TensorData::F32(values)).unwrap()
     }
 
-    /// tensor_bundle.md §3.7: the 160-byte index TF 2.21 wrote for zeros bias + kernel.
+    /// docs/reference/tensor_bundle.md §3.7: the 160-byte index TF 2.21 wrote for zeros bias + kernel.
     #[test]
     fn matches_the_documented_tensorflow_index() {
         let bias = f32_tensor(vec![3], vec![0.0; 3]);
@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn string_tensor_layout_matches_tensorflow() {
-        // tensor_bundle.md §2.2 worked example.
+        // docs/reference/tensor_bundle.md §2.2 worked example.
         let strings = vec![b"abc".to_vec(), Vec::new(), b"hello world".to_vec()];
         let encoded = encode_strings(&strings);
         let mut expected = vec![0x03, 0x00, 0x0b, 0x00, 0xc4, 0x28, 0xea];

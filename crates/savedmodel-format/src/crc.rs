@@ -34,7 +34,7 @@ mod tests {
     #[test]
     fn check_value_and_mask_examples() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-        // tensor_bundle.md §5: 12 zero bytes.
+        // docs/reference/tensor_bundle.md §5: 12 zero bytes.
         assert_eq!(crc32c(&[0u8; 12]), 0x2b60_b55d);
         assert_eq!(masked_crc32c(&[0u8; 12]), 0x0d3d_4199);
     }

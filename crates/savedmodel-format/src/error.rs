@@ -6,6 +6,7 @@
 /// `variables/variables.index`), and where it applies the tensor, signature, node or field at
 /// fault, so that a user can tell which part of which file is broken.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FormatError {
     /// A protobuf message could not be decoded (truncated, corrupted, nested too deeply, …).
     #[error("{file}: cannot decode {message}: {source}")]

@@ -10,7 +10,11 @@
 //! * [`proto`]: hand-written `prost` messages for the schema subset a SavedModel uses (no
 //!   `protoc` or build script). Message fields are `Option`s so presence round-trips.
 //! * [`tensor`]: [`HostTensor`]/[`TensorData`]/[`DataType`], the tensors shared with the runtime
-//!   and the servers; [`convert`]: `TensorProto` and little-endian buffer conversions.
+//!   and the servers, with the row operations batching needs; [`convert`]: `TensorProto` and
+//!   little-endian buffer conversions.
+//! * [`signature`]: [`SignatureInfo`]/[`TensorSpec`] (a signature's named dense tensors, dtype and
+//!   shape) and the one [`DEFAULT_SIGNATURE`] key, shared by the runtime, `predict-json` and the
+//!   servers.
 //! * [`crc`]: masked CRC-32C; [`sstable`]: the LevelDB table format as TF writes it;
 //!   [`bundle`]: tensor bundles (`variables.index` + data shards), byte-identical to TF's writer.
 //! * [`writer`]: [`writer::export_mlp`] writes a dense MLP as a TF1-style SavedModel (resource
@@ -48,9 +52,11 @@ pub mod crc;
 mod error;
 pub mod proto;
 pub mod reader;
+pub mod signature;
 pub mod sstable;
 pub mod tensor;
 pub mod writer;
 
 pub use error::FormatError;
+pub use signature::{DEFAULT_SIGNATURE, SignatureInfo, TensorSpec};
 pub use tensor::{DataType, HostTensor, TensorData};

@@ -1018,7 +1018,7 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    /// The NodeDef bytes of savedmodel.md §3 (verified against TF).
+    /// The NodeDef bytes of docs/reference/savedmodel.md §3 (verified against TF).
     #[test]
     fn placeholder_node_encodes_like_tensorflow() {
         let mut node = NodeDef {
@@ -1074,7 +1074,7 @@ mod tests {
 
     #[test]
     fn bundle_entry_crc_is_fixed32() {
-        // dense/bias entry of tensor_bundle.md §3.7.
+        // dense/bias entry of docs/reference/tensor_bundle.md §3.7.
         let entry = BundleEntryProto {
             dtype: 1,
             shape: Some(TensorShapeProto::from_dims(&[3])),

@@ -13,12 +13,12 @@
 //!   function) is followed to find which checkpoint key feeds which variable, so that dtypes and
 //!   shapes in the graph can be compared with the bundle before a restore.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 
 use crate::bundle::{BundleIndex, VARIABLES_INDEX};
-use crate::convert::{dtype_name, value_dtype};
+use crate::convert::dtype_name;
 use crate::error::FormatError;
 use crate::proto::{
     FunctionDef, MetaGraphDef, NodeDef, OpDef, SavedModel, SignatureDef, TensorInfo, tensor_info,
@@ -710,63 +710,11 @@ fn const_strings(
     ))
 }
 
-/// A dense signature input or output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenseTensorSpec {
-    /// The signature's key (`image`, `probabilities`).
-    pub key: String,
-    /// The graph tensor (`image:0`).
-    pub tensor_name: String,
-    pub dtype: DataType,
-}
-
-/// A signature's dense inputs and outputs, sorted by key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenseSignature {
-    pub inputs: Vec<DenseTensorSpec>,
-    pub outputs: Vec<DenseTensorSpec>,
-}
-
-/// Signature inputs and outputs for runtimes that only support dense tensors: fails naming the
-/// first sparse/composite entry or unsupported dtype.
-pub fn dense_signature(
-    signature_key: &str,
-    signature: &SignatureDef,
-) -> Result<DenseSignature, FormatError> {
-    let collect = |direction: &'static str, map: &BTreeMap<String, TensorInfo>| {
-        map.iter()
-            .map(|(key, info)| {
-                let name = info
-                    .dense_name()
-                    .ok_or_else(|| FormatError::SignatureTensor {
-                        signature: signature_key.to_string(),
-                        direction,
-                        key: key.clone(),
-                        tensor: tensor_names(info).join(","),
-                        reason: "sparse and composite tensors are not supported".into(),
-                    })?;
-                let dtype = value_dtype(
-                    info.dtype,
-                    &format!("signature '{signature_key}' {direction} '{key}'"),
-                )?;
-                Ok(DenseTensorSpec {
-                    key: key.clone(),
-                    tensor_name: name.to_string(),
-                    dtype,
-                })
-            })
-            .collect::<Result<Vec<_>, FormatError>>()
-    };
-    Ok(DenseSignature {
-        inputs: collect("input", &signature.inputs)?,
-        outputs: collect("output", &signature.outputs)?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bundle::write_bundle;
+    use crate::signature::SignatureInfo;
     use crate::writer::{Activation, DenseLayer, MlpExport, build_saved_model, export_mlp};
 
     fn tiny() -> MlpExport {
@@ -847,23 +795,20 @@ mod tests {
             "{err}"
         );
         validate_signature(meta, "serving_default").unwrap();
-        let dense = dense_signature(
+        let info = SignatureInfo::from_def(
             "serving_default",
             signature(meta, "serving_default").unwrap(),
         )
         .unwrap();
+        let image = &info.inputs["image"];
         assert_eq!(
-            dense.inputs,
-            [DenseTensorSpec {
-                key: "image".into(),
-                tensor_name: "image:0".into(),
-                dtype: DataType::Float
-            }]
+            (image.tensor_name.as_str(), image.dtype, image.shape.clone()),
+            ("image:0", DataType::Float, Some(vec![-1, 2]))
         );
-        let outputs: Vec<(&str, DataType)> = dense
+        let outputs: Vec<(&str, DataType)> = info
             .outputs
             .iter()
-            .map(|o| (o.key.as_str(), o.dtype))
+            .map(|(key, spec)| (key.as_str(), spec.dtype))
             .collect();
         assert_eq!(
             outputs,

@@ -1,5 +1,5 @@
 //! The LevelDB table ("SSTable") format, in the flavour TensorFlow uses for bundle `.index`
-//! files (tensor_bundle.md §3).
+//! files (docs/reference/tensor_bundle.md §3).
 //!
 //! Why our own: no crate on crates.io writes tables the way TensorFlow does (TF has no filter
 //! block, uses a 256 KiB block size and restart interval 1 in the index block), and we want our

@@ -1,5 +1,26 @@
 //! Host-side tensors: the currency between the format, the runtime and the servers.
 
+use std::ops::Range;
+
+use crate::error::FormatError;
+
+/// Applies `$body` to the vector inside any [`TensorData`], rebuilding the same variant.
+macro_rules! map_data {
+    ($data:expr, |$values:ident| $body:expr) => {
+        match $data {
+            TensorData::F32($values) => TensorData::F32($body),
+            TensorData::F64($values) => TensorData::F64($body),
+            TensorData::I32($values) => TensorData::I32($body),
+            TensorData::I64($values) => TensorData::I64($body),
+            TensorData::U8($values) => TensorData::U8($body),
+            TensorData::I16($values) => TensorData::I16($body),
+            TensorData::I8($values) => TensorData::I8($body),
+            TensorData::Bool($values) => TensorData::Bool($body),
+            TensorData::Str($values) => TensorData::Str($body),
+        }
+    };
+}
+
 /// TensorFlow `DataType` values (types.proto), the subset this project reads and writes.
 /// The discriminants are TensorFlow's enum numbers, so `dt as i32` is what goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +96,23 @@ pub enum TensorData {
 }
 
 impl TensorData {
+    /// Empty storage for `dtype` with room for `capacity` elements; `None` for the dtypes that
+    /// have no host storage here (half, resource, variant).
+    pub fn with_capacity(dtype: DataType, capacity: usize) -> Option<TensorData> {
+        Some(match dtype {
+            DataType::Float => TensorData::F32(Vec::with_capacity(capacity)),
+            DataType::Double => TensorData::F64(Vec::with_capacity(capacity)),
+            DataType::Int32 => TensorData::I32(Vec::with_capacity(capacity)),
+            DataType::Int64 => TensorData::I64(Vec::with_capacity(capacity)),
+            DataType::UInt8 => TensorData::U8(Vec::with_capacity(capacity)),
+            DataType::Int16 => TensorData::I16(Vec::with_capacity(capacity)),
+            DataType::Int8 => TensorData::I8(Vec::with_capacity(capacity)),
+            DataType::Bool => TensorData::Bool(Vec::with_capacity(capacity)),
+            DataType::String => TensorData::Str(Vec::with_capacity(capacity)),
+            DataType::Half | DataType::Resource | DataType::Variant => return None,
+        })
+    }
+
     pub fn len(&self) -> usize {
         match self {
             TensorData::F32(v) => v.len(),
@@ -168,6 +206,85 @@ impl HostTensor {
     pub fn num_elements(&self) -> usize {
         self.data.len()
     }
+
+    /// Stacks tensors along dimension 0 (the batch dimension), in order: what a batcher does to
+    /// run several requests as one. All parts must agree in dtype and in every other dimension.
+    pub fn concat_rows(parts: &[&HostTensor]) -> Result<HostTensor, FormatError> {
+        let Some(first) = parts.first() else {
+            return Err(rows_error("no tensors to concatenate"));
+        };
+        if first.shape.is_empty() {
+            return Err(rows_error("scalars have no rows to concatenate"));
+        }
+        let inner = &first.shape[1..];
+        let mut rows = 0;
+        for part in parts {
+            if part.shape.len() != first.shape.len() || &part.shape[1..] != inner {
+                return Err(rows_error(format!(
+                    "shapes {:?} and {:?} disagree past dimension 0",
+                    first.shape, part.shape
+                )));
+            }
+            if part.dtype() != first.dtype() {
+                return Err(rows_error(format!(
+                    "dtypes {} and {} disagree",
+                    first.dtype().tf_name(),
+                    part.dtype().tf_name()
+                )));
+            }
+            rows += part.shape[0];
+        }
+        let total = parts.iter().map(|p| p.num_elements()).sum();
+        macro_rules! concat {
+            ($variant:ident) => {{
+                let mut all = Vec::with_capacity(total);
+                for part in parts {
+                    match &part.data {
+                        TensorData::$variant(values) => all.extend_from_slice(values),
+                        _ => return Err(rows_error("dtypes disagree")),
+                    }
+                }
+                TensorData::$variant(all)
+            }};
+        }
+        let data = match &first.data {
+            TensorData::F32(_) => concat!(F32),
+            TensorData::F64(_) => concat!(F64),
+            TensorData::I32(_) => concat!(I32),
+            TensorData::I64(_) => concat!(I64),
+            TensorData::U8(_) => concat!(U8),
+            TensorData::I16(_) => concat!(I16),
+            TensorData::I8(_) => concat!(I8),
+            TensorData::Bool(_) => concat!(Bool),
+            TensorData::Str(_) => concat!(Str),
+        };
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        HostTensor::new(shape, data).map_err(|e| rows_error(e.to_string()))
+    }
+
+    /// Rows `rows` (along dimension 0) as a new tensor: one request's share of a batch's outputs.
+    pub fn slice_rows(&self, rows: Range<usize>) -> Result<HostTensor, FormatError> {
+        if self.shape.first().is_none_or(|&n| n < rows.end) || rows.start > rows.end {
+            return Err(rows_error(format!(
+                "a tensor of shape {:?} has no rows {rows:?}",
+                self.shape
+            )));
+        }
+        let per_row: usize = self.shape[1..].iter().product();
+        let range = rows.start * per_row..rows.end * per_row;
+        let data = map_data!(&self.data, |values| values[range.clone()].to_vec());
+        let mut shape = self.shape.clone();
+        shape[0] = rows.len();
+        HostTensor::new(shape, data).map_err(|e| rows_error(e.to_string()))
+    }
+}
+
+fn rows_error(reason: impl Into<String>) -> FormatError {
+    FormatError::InvalidTensor {
+        context: "row operation".into(),
+        reason: reason.into(),
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +296,50 @@ mod tests {
         let err = HostTensor::new(vec![2, 3], TensorData::F32(vec![0.0; 5])).unwrap_err();
         assert_eq!(err.elements, 5);
         assert!(err.to_string().contains("needs 6 elements, found 5"));
+    }
+
+    #[test]
+    fn concat_keeps_row_order_and_slice_takes_rows() {
+        let a = HostTensor::new(vec![1, 2], TensorData::F32(vec![1.0, 2.0])).unwrap();
+        let b = HostTensor::new(vec![2, 2], TensorData::F32(vec![3.0, 4.0, 5.0, 6.0])).unwrap();
+        let c = HostTensor::concat_rows(&[&a, &b]).unwrap();
+        assert_eq!(c.shape(), &[3, 2]);
+        assert_eq!(
+            c.data(),
+            &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        );
+        let part = c.slice_rows(1..3).unwrap();
+        assert_eq!(part.shape(), &[2, 2]);
+        assert_eq!(part.data(), &TensorData::F32(vec![3.0, 4.0, 5.0, 6.0]));
+        let k = HostTensor::new(vec![3], TensorData::I64(vec![7, 8, 9])).unwrap();
+        assert_eq!(
+            k.slice_rows(1..3).unwrap().data(),
+            &TensorData::I64(vec![8, 9])
+        );
+        assert!(
+            c.slice_rows(2..4)
+                .unwrap_err()
+                .to_string()
+                .contains("no rows 2..4")
+        );
+    }
+
+    #[test]
+    fn concat_rejects_parts_that_disagree() {
+        let a = HostTensor::new(vec![1, 2], TensorData::F32(vec![1.0, 2.0])).unwrap();
+        let wide = HostTensor::new(vec![1, 3], TensorData::F32(vec![1.0; 3])).unwrap();
+        let ints = HostTensor::new(vec![1, 2], TensorData::I32(vec![1, 2])).unwrap();
+        let err = HostTensor::concat_rows(&[&a, &wide])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[1, 2] and [1, 3] disagree past dimension 0"),
+            "{err}"
+        );
+        let err = HostTensor::concat_rows(&[&a, &ints])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DT_FLOAT and DT_INT32 disagree"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Writes a dense MLP as a TF1-style SavedModel (savedmodel.md §6, the verified recipe).
+//! Writes a dense MLP as a TF1-style SavedModel (docs/reference/savedmodel.md §6, the verified recipe).
 //!
 //! Why TF1-style: a plain graph with a save/restore subgraph and a `SaverDef` is loaded by every
 //! consumer we care about — `tf.saved_model.load` (as a "v1" model with `.signatures`), the TF1
@@ -33,6 +33,7 @@ use crate::proto::{
     AttrValue, GraphDef, MetaGraphDef, MetaInfoDef, NodeDef, SavedModel, SaverDef, SignatureDef,
     TensorInfo, TensorShapeProto, VersionDef, attr_value, tensor_info,
 };
+use crate::signature::DEFAULT_SIGNATURE;
 use crate::tensor::{DataType, HostTensor, TensorData};
 
 /// The file whose presence marks a complete SavedModel directory. [`export_mlp`] returns it
@@ -41,12 +42,10 @@ use crate::tensor::{DataType, HostTensor, TensorData};
 pub const SAVED_MODEL_MARKER: &str = "saved_model.pb";
 /// The tag TF Serving, gcloud and Vertex AI load by default.
 pub const SERVE_TAG: &str = "serve";
-/// The signature key serving systems use when a request names none.
-pub const DEFAULT_SIGNATURE_KEY: &str = "serving_default";
 /// `signature_constants.PREDICT_METHOD_NAME`.
 pub const PREDICT_METHOD_NAME: &str = "tensorflow/serving/predict";
 /// GraphDef producer version written into the graph: new enough that `Placeholder` enforces its
-/// shape (≥ 22), old enough for any TF 2.x consumer (savedmodel.md §4.7).
+/// shape (≥ 22), old enough for any TF 2.x consumer (docs/reference/savedmodel.md §4.7).
 pub const GRAPH_PRODUCER: i32 = 1087;
 
 /// Activation applied after a dense layer's bias add.
@@ -427,7 +426,7 @@ pub fn build_saved_model(model: &MlpExport) -> Result<SavedModel, FormatError> {
             keep_checkpoint_every_n_hours: 10000.0,
             version: SaverDef::VERSION_V2,
         }),
-        signature_def: [(DEFAULT_SIGNATURE_KEY.to_string(), signature)]
+        signature_def: [(DEFAULT_SIGNATURE.to_string(), signature)]
             .into_iter()
             .collect(),
         // Must stay None: see the module doc.
@@ -595,7 +594,7 @@ mod tests {
             ["dense_2/kernel", "save/RestoreV2:5"]
         );
         assert_eq!(find("save/restore_all").input.len(), 6);
-        let signature = &meta.signature_def[DEFAULT_SIGNATURE_KEY];
+        let signature = &meta.signature_def[DEFAULT_SIGNATURE];
         assert_eq!(signature.method_name, PREDICT_METHOD_NAME);
         assert_eq!(
             signature.inputs["image"]

@@ -105,7 +105,9 @@ use savedmodel_format::proto::{MetaGraphDef, SavedModel};
 pub use budget::{DEFAULT_MAX_BATCH, DEFAULT_MEMORY_BUDGET, LoadLimits};
 pub use error::{RuntimeError, UnsupportedNode, UnsupportedOps};
 pub use kernels::SUPPORTED_OPS;
-pub use savedmodel_format::{DataType, HostTensor, TensorData};
+pub use savedmodel_format::{
+    DEFAULT_SIGNATURE, DataType, HostTensor, SignatureInfo, TensorData, TensorSpec,
+};
 
 use graph::FlatGraph;
 use ops::OpRegistry;
@@ -114,25 +116,6 @@ use value::Value;
 
 /// The signature key TensorFlow reserves for the init op; it is not a callable signature.
 const INIT_OP_SIGNATURE: &str = "__saved_model_init_op";
-
-/// What a signature expects or returns for one named tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    /// The graph tensor it binds to, `"node:index"`.
-    pub tensor_name: String,
-    pub dtype: DataType,
-    /// `None`: unknown rank. `Some(dims)`: `-1` marks an unknown dimension.
-    pub shape: Option<Vec<i64>>,
-}
-
-/// One `SignatureDef` of the selected meta graph.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SignatureInfo {
-    pub name: String,
-    pub method_name: String,
-    pub inputs: BTreeMap<String, TensorSpec>,
-    pub outputs: BTreeMap<String, TensorSpec>,
-}
 
 /// A SavedModel's meta graph, with its variables restored, ready to run signatures.
 pub struct LoadedModel {

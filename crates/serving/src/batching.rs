@@ -16,13 +16,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TryS
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use savedmodel_runtime::{HostTensor, TensorData};
+use savedmodel_runtime::HostTensor;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
 use crate::predictor::Predictor;
 use crate::status::ApiError;
-use crate::tensor_json::DEFAULT_SIGNATURE;
+use savedmodel_runtime::DEFAULT_SIGNATURE;
 
 /// Batching knobs (TF Serving's `BatchingParameters`, the subset that applies here).
 #[derive(Debug, Clone)]
@@ -291,96 +291,19 @@ fn concat_inputs(batch: &[Job]) -> Result<BTreeMap<String, HostTensor>, ApiError
                 })
             })
             .collect::<Result<_, _>>()?;
-        merged.insert(name.clone(), concat_rows(&parts)?);
-    }
-    Ok(merged)
-}
-
-fn concat_rows(parts: &[&HostTensor]) -> Result<HostTensor, ApiError> {
-    let first = parts[0];
-    let inner = &first.shape()[1..];
-    let mut rows = 0;
-    for part in parts {
-        if part.shape().len() != first.shape().len() || &part.shape()[1..] != inner {
-            return Err(ApiError::internal(
-                "batched inputs disagree past dimension 0",
-            ));
-        }
-        rows += part.shape()[0];
-    }
-    macro_rules! concat {
-        ($variant:ident) => {{
-            let mut all = Vec::with_capacity(parts.iter().map(|p| p.num_elements()).sum());
-            for part in parts {
-                match part.data() {
-                    TensorData::$variant(values) => all.extend_from_slice(values),
-                    _ => return Err(ApiError::internal("batched inputs disagree in dtype")),
-                }
-            }
-            TensorData::$variant(all)
-        }};
-    }
-    let data = match first.data() {
-        TensorData::F32(_) => concat!(F32),
-        TensorData::F64(_) => concat!(F64),
-        TensorData::I32(_) => concat!(I32),
-        TensorData::I64(_) => concat!(I64),
-        TensorData::U8(_) => concat!(U8),
-        TensorData::I16(_) => concat!(I16),
-        TensorData::I8(_) => concat!(I8),
-        TensorData::Bool(_) => concat!(Bool),
-        TensorData::Str(_) => concat!(Str),
-    };
-    let mut shape = first.shape().to_vec();
-    shape[0] = rows;
-    HostTensor::new(shape, data).map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// Rows `rows` of every output: one request's share of a batch's outputs.
-pub fn slice_rows(
-    outputs: &BTreeMap<String, HostTensor>,
-    rows: Range<usize>,
-) -> Result<BTreeMap<String, HostTensor>, ApiError> {
-    let mut sliced = BTreeMap::new();
-    for (name, tensor) in outputs {
-        let shape = tensor.shape();
-        if shape.first().is_none_or(|&n| n < rows.end) {
-            return Err(ApiError::internal(format!(
-                "output {name} of shape {shape:?} has no rows {rows:?} for this request"
-            )));
-        }
-        let per_row: usize = shape[1..].iter().product();
-        let range = rows.start * per_row..rows.end * per_row;
-        macro_rules! slice {
-            ($variant:ident, $values:expr) => {
-                TensorData::$variant($values[range.clone()].to_vec())
-            };
-        }
-        let data = match tensor.data() {
-            TensorData::F32(v) => slice!(F32, v),
-            TensorData::F64(v) => slice!(F64, v),
-            TensorData::I32(v) => slice!(I32, v),
-            TensorData::I64(v) => slice!(I64, v),
-            TensorData::U8(v) => slice!(U8, v),
-            TensorData::I16(v) => slice!(I16, v),
-            TensorData::I8(v) => slice!(I8, v),
-            TensorData::Bool(v) => slice!(Bool, v),
-            TensorData::Str(v) => slice!(Str, v),
-        };
-        let mut shape = shape.to_vec();
-        shape[0] = rows.len();
-        sliced.insert(
+        merged.insert(
             name.clone(),
-            HostTensor::new(shape, data).map_err(|e| ApiError::internal(e.to_string()))?,
+            HostTensor::concat_rows(&parts).map_err(|e| ApiError::internal(e.to_string()))?,
         );
     }
-    Ok(sliced)
+    Ok(merged)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::predictor::fake::Affine;
+    use savedmodel_runtime::TensorData;
 
     fn input(values: &[f32]) -> BTreeMap<String, HostTensor> {
         let rows = values.len() / 2;
@@ -509,33 +432,5 @@ mod tests {
             .count();
         assert!(rejected >= 1, "{results:?}");
         assert!(results.iter().any(|r| r.is_ok()));
-    }
-
-    #[test]
-    fn slice_takes_a_requests_rows() {
-        let t = HostTensor::new(
-            vec![3, 2],
-            TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        )
-        .unwrap();
-        let k = HostTensor::new(vec![3], TensorData::I64(vec![7, 8, 9])).unwrap();
-        let outputs = BTreeMap::from([("t".to_string(), t), ("k".to_string(), k)]);
-        let part = slice_rows(&outputs, 1..3).unwrap();
-        assert_eq!(part["t"].shape(), &[2, 2]);
-        assert_eq!(part["t"].data(), &TensorData::F32(vec![3.0, 4.0, 5.0, 6.0]));
-        assert_eq!(part["k"].data(), &TensorData::I64(vec![8, 9]));
-        assert!(slice_rows(&outputs, 2..4).is_err());
-    }
-
-    #[test]
-    fn concat_keeps_row_order() {
-        let a = HostTensor::new(vec![1, 2], TensorData::F32(vec![1.0, 2.0])).unwrap();
-        let b = HostTensor::new(vec![2, 2], TensorData::F32(vec![3.0, 4.0, 5.0, 6.0])).unwrap();
-        let c = concat_rows(&[&a, &b]).unwrap();
-        assert_eq!(c.shape(), &[3, 2]);
-        assert_eq!(
-            c.data(),
-            &TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-        );
     }
 }

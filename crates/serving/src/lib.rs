@@ -52,6 +52,8 @@ pub mod server;
 pub mod status;
 pub mod tensor_json;
 pub mod tfs_documents;
+mod v2;
+mod vertex;
 
 #[cfg(test)]
 mod http_tests;
@@ -60,9 +62,11 @@ pub use batching::BatchingConfig;
 pub use predictor::{ModelLoader, Predictor, SavedModelLoader};
 pub use server::{DEFAULT_MAX_BODY_BYTES, ServeConfig, serve};
 pub use status::{ApiError, Code};
+pub use vertex::{VertexModel, VertexRoutes};
 
 /// Failures that stop the server from starting or running (request failures are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServingError {
     #[error("registry {location}: {reason}")]
     Registry { location: String, reason: String },

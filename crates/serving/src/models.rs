@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use savedmodel_runtime::HostTensor;
+use savedmodel_runtime::{DEFAULT_SIGNATURE, HostTensor};
 
 use crate::batching::{Batcher, BatchingConfig};
 use crate::metrics::Metrics;
@@ -80,6 +80,35 @@ impl ServedVersion {
         })
         .await
         .map_err(|e| ApiError::internal(format!("prediction task failed: {e}")))?
+    }
+
+    /// Runs the default signature on one request's `rows` instances: merged with concurrent
+    /// requests by the batcher when it takes them (`arrival` was announced before the body was
+    /// read), else on its own. Returns only this request's rows of the outputs.
+    pub async fn infer_rows(
+        self: &Arc<Self>,
+        inputs: BTreeMap<String, HostTensor>,
+        rows: usize,
+        arrival: Option<crate::batching::Arrival>,
+        metrics: Arc<Metrics>,
+    ) -> Result<BTreeMap<String, HostTensor>, ApiError> {
+        if let (Some(batcher), Some(arrival)) = (&self.batcher, arrival)
+            && batcher.accepts(rows)
+        {
+            let out = batcher.predict(inputs, rows, arrival).await?;
+            return out
+                .outputs
+                .iter()
+                .map(|(name, tensor)| {
+                    let mine = tensor.slice_rows(out.rows.clone()).map_err(|e| {
+                        ApiError::internal(format!("output {name}: {e} for this request"))
+                    })?;
+                    Ok((name.clone(), mine))
+                })
+                .collect();
+        }
+        self.run_direct(DEFAULT_SIGNATURE.to_string(), inputs, metrics, Some(rows))
+            .await
     }
 }
 
@@ -193,6 +222,20 @@ impl ModelTable {
                 Some(Slot::Available(version)) => Ok(version.clone()),
                 _ => Err(not_found()),
             }
+        })
+    }
+
+    /// Whether every configured model serves: each model with any version has the version it
+    /// would answer with loaded and through its check prediction (`AVAILABLE`). Readiness probes
+    /// (KServe V2's `/v2/health/ready`, Vertex AI's health route) answer from this.
+    pub fn all_ready(&self) -> bool {
+        self.with(|models| {
+            models.values().all(|m| match m.source {
+                Source::Registry => m
+                    .default_version
+                    .is_none_or(|n| matches!(m.versions.get(&n), Some(Slot::Available(_)))),
+                _ => m.versions.values().any(|s| matches!(s, Slot::Available(_))),
+            })
         })
     }
 

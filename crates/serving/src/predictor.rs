@@ -9,11 +9,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use savedmodel_runtime::{
-    DataType, HostTensor, LoadLimits, LoadedModel, SignatureInfo, TensorData,
+    DEFAULT_SIGNATURE, DataType, HostTensor, LoadLimits, LoadedModel, SignatureInfo, TensorData,
 };
 
 use crate::status::ApiError;
-use crate::tensor_json::DEFAULT_SIGNATURE;
 
 /// A loaded model that can run its signatures. `run` is CPU-bound: callers run it off the async
 /// reactor (the batcher's threads or `spawn_blocking`).

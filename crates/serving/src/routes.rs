@@ -15,6 +15,8 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use predict_json::RequestFormat;
+use savedmodel_runtime::DEFAULT_SIGNATURE;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,7 +26,7 @@ use crate::models::{ServedVersion, Slot, Source, VersionSpec};
 use crate::registry::{ModelRecord, VersionRecord, VersionState, now_rfc3339, valid_resource_name};
 use crate::server::AppState;
 use crate::status::{ApiError, Code, Refusal};
-use crate::tensor_json::{self, RequestFormat};
+use crate::tensor_json;
 use crate::tfs_documents::{self, ModelVersionStatus, StatusProto};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -110,6 +112,18 @@ async fn dispatch(state: &Arc<AppState>, mut request: Request) -> Response {
         *request.method_mut() = Method::GET;
     }
     let method = request.method().clone();
+    // Vertex's routes are whatever AIP_*_ROUTE says, so they are matched first and exactly.
+    let request = match &state.config.vertex {
+        Some(vertex) if path == vertex.routes.health || path == vertex.routes.predict => {
+            return crate::vertex::handle(state, vertex, request, &path)
+                .await
+                .unwrap_or_else(|| tfs_error(&ApiError::not_found(format!("Not found: {path}"))));
+        }
+        _ => request,
+    };
+    if path == "/v2" || path.starts_with("/v2/") {
+        return crate::v2::handle(state, request, &path).await;
+    }
     if path == "/monitoring/prometheus/metrics" {
         return if method == Method::GET {
             let text = state.metrics.render(&state.table.states());
@@ -152,12 +166,12 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Responses
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// TF Serving's (and online prediction's) error: `{"error": "<message>"}`.
-fn tfs_error(error: &ApiError) -> Response {
+pub(crate) fn tfs_error(error: &ApiError) -> Response {
     json_response(
         error.code.http_status(),
         tensor_json::error_body(&error.message),
@@ -186,7 +200,7 @@ fn ok_json(value: &Value) -> Response {
 }
 
 /// Reads the body within the size limit: 413 as soon as the declared or received size passes it.
-async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     let too_large = || body::payload_too_large(limit);
     let declared = request
@@ -221,7 +235,7 @@ fn with_payload_status(mut response: Response, error: &ApiError) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Prediction (both APIs)
 
-async fn predict(
+pub(crate) async fn predict(
     state: &Arc<AppState>,
     request: Request,
     served: Result<Arc<ServedVersion>, ApiError>,
@@ -256,7 +270,7 @@ async fn predict_body(
     };
     if let (Some(batcher), Some(arrival), RequestFormat::Row, Some(rows)) =
         (&served.batcher, arrival, parsed.format, parsed.batch_size)
-        && parsed.signature_name == tensor_json::DEFAULT_SIGNATURE
+        && parsed.signature_name == DEFAULT_SIGNATURE
         && batcher.accepts(rows)
     {
         let out = batcher.predict(parsed.inputs, rows, arrival).await?;
@@ -296,7 +310,7 @@ enum TfsRoute {
     },
 }
 
-/// TF Serving's URL grammar (serving_api.md A2), case-insensitive.
+/// TF Serving's URL grammar (docs/reference/serving_api.md A2), case-insensitive.
 fn parse_tfs_route(method: &Method, path: &str) -> Result<TfsRoute, ApiError> {
     let malformed = || ApiError::invalid(format!("Malformed request: {method} {path}"));
     let rest = if starts_with_ignore_case(path, "/v1/models/") {
@@ -361,7 +375,7 @@ fn parse_tfs_route(method: &Method, path: &str) -> Result<TfsRoute, ApiError> {
     }
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     /// Most memory one model load may need (constants, variables, intermediates of the largest
     /// batch), checked before anything is allocated.
     pub memory_budget: u64,
+    /// Vertex AI's container contract: its model and its health and predict routes.
+    pub vertex: Option<crate::vertex::VertexModel>,
 }
 
 impl ServeConfig {
@@ -90,6 +92,7 @@ impl ServeConfig {
             cors_origins: Vec::new(),
             allow_unauthenticated_changes: false,
             memory_budget: savedmodel_runtime::DEFAULT_MEMORY_BUDGET,
+            vertex: None,
         }
     }
 }

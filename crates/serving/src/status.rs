@@ -2,8 +2,8 @@
 //!
 //! Every failure a request can meet is an [`ApiError`]: a canonical code plus the message a
 //! client sees. TF Serving answers `{"error": "<message>"}` with the HTTP status of the code
-//! (serving_api.md A7); the Cloud ML Engine resource methods answer Google's error envelope
-//! `{"error": {"code", "message", "status"}}` with the same mapping.
+//! (docs/reference/serving_api.md A7); the Cloud ML Engine resource methods answer Google's error
+//! envelope `{"error": {"code", "message", "status"}}` with the same mapping.
 
 use axum::http::StatusCode;
 

@@ -9,6 +9,7 @@ use std::error::Error as StdError;
 /// The kind of failure (not found, permission, network, bad URL, ...) is the variant, so callers
 /// can react to it (see [`StorageError::is_not_found`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// The URL or path could not be understood, or a joined path would escape its base (`..`).
     #[error("invalid storage location {location:?}: {reason}")]

@@ -198,13 +198,19 @@ impl Server {
             .args(["serve", "--port", "0"])
             .args(args)
             .env("RUST_LOG", "info")
-            .env_remove("STORAGE_EMULATOR_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("STORAGE_EMULATOR_HOST");
         for (key, value) in envs {
             command.env(key, value);
         }
+        Server::spawn(command)
+    }
+
+    /// Runs a prepared `predictor serve` command and waits for its `listening on` line.
+    pub fn spawn(mut command: Command) -> Server {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("cannot start predictor serve");
         let log = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();

@@ -3,8 +3,6 @@
 //! recover the recorded values from TF's files.
 
 // Test helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::PathBuf;
 
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX, write_bundle};

@@ -2,14 +2,11 @@
 //! is loaded and served without a restart, a removed one is unloaded, and a version that fails
 //! to load never replaces the one serving. Also `--model NAME=DIR` and batching under load.
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
 
 use std::time::Duration;
 
+use crate::serve_support::*;
 use serde_json::{Value, json};
-use serve_support::*;
 
 fn served_version(metadata: &str) -> String {
     json(metadata)["model_spec"]["version"]

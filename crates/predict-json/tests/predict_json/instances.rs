@@ -1,15 +1,13 @@
 //! Instances -> tensors: gcloud's rules, and the exact message for each kind of bad input.
 
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 
 use predict_json::{
     InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, instances_from_json_array,
     instances_from_json_values, parse_instances, read_instances,
 };
-use savedmodel_runtime::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
+use savedmodel_format::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
 
 fn signature(inputs: &[(&str, DataType, Option<Vec<i64>>)]) -> SignatureInfo {
     let spec = |(name, dtype, shape): &(&str, DataType, Option<Vec<i64>>)| {

@@ -2,17 +2,14 @@
 //! message that says what is wrong. Plus the safety limits: token, allowed origins, body size,
 //! concurrency, timeouts and graceful shutdown.
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::serve_support::*;
 use reqwest::Method;
 use serde_json::json;
-use serve_support::*;
 
 const TOKEN: &str = "s3cret-token";
 

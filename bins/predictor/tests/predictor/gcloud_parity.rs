@@ -21,10 +21,8 @@
 //! calls run two at a time (`PREDICTOR_PARITY_JOBS` to change).
 
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod serve_support;
-
+use crate::serve_support;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,15 +3,12 @@
 //! trainer (and must answer exactly what `predictor local` answers for it); the other tests use
 //! SavedModels made by TensorFlow, checked against TensorFlow's own outputs.
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
 
 use std::time::Duration;
 
+use crate::serve_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use serve_support::*;
 
 const MODEL: &str = "tf1-tutorial";
 

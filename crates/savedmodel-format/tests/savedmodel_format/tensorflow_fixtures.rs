@@ -3,8 +3,6 @@
 //! TF2 `tf.saved_model.save` module and a Keras 3 export.
 
 // Test helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::PathBuf;
 
 use savedmodel_format::DataType;

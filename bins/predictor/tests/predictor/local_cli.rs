@@ -3,13 +3,10 @@
 //! message, a non-zero exit and nothing on stdout.
 
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-mod serve_support;
-use serve_support::{fixture, sample_json, write_json_request};
+use crate::serve_support::{fixture, sample_json, write_json_request};
 
 fn predictor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_predictor"))

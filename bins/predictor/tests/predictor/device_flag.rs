@@ -2,14 +2,11 @@
 //! everywhere; `cuda` where the build or the machine cannot provide a GPU is an error that names
 //! the flag and says why, before anything is loaded or bound.
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use serve_support::*;
+use crate::serve_support::*;
 
 fn local(device: &str) -> std::process::Output {
     Command::new(PREDICTOR)

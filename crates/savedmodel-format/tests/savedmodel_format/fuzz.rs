@@ -2,8 +2,6 @@
 //! `Err` or an `Ok`, never a panic, hang or runaway allocation.
 
 // Test helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use proptest::prelude::*;
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX, write_bundle};
 use savedmodel_format::reader::{

@@ -6,14 +6,11 @@
 //! Needs `python3` on PATH (standard library only); fails, rather than skips, without it.
 
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use common::Rng;
+use crate::common::Rng;
 use predict_json::{NonFinite, gcloud_table_float, python_repr, tf_serving_f32, tf_serving_f64};
 
 const PYTHON: &str = r#"
@@ -46,7 +43,7 @@ for line in sys.stdin:
 
 #[test]
 fn float_text_matches_cpython() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::seeded(0x9e37_79b9_7f4a_7c15);
     // (line for python, the value, whether it is a float32)
     let mut values: Vec<(String, f64, bool)> = Vec::new();
     for i in 0..40_000 {

@@ -1,0 +1,14 @@
+//! The integration tests of this package, one test binary (each binary is a link step).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod serve_support;
+
+mod device_flag;
+mod gcloud_parity;
+mod local_cli;
+mod serve_bad_requests;
+mod serve_e2e;
+mod serve_model_base_path;
+mod serve_v2;
+mod serve_vertex;

@@ -1,0 +1,8 @@
+//! The integration tests of this package, one test binary (each binary is a link step).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod instances;
+mod json_reader;
+mod python_float_parity;
