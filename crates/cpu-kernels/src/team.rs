@@ -1,4 +1,5 @@
-//! A fixed team of threads that run one training step together.
+//! A fixed team of threads that run one step together: a training step of `mnist-model`'s
+//! engine, or one inference call of [`crate::infer`].
 //!
 //! A step is a sequence of *phases* (dropout masks, each layer's forward pass, the loss, each
 //! layer's backward pass); a phase needs all of the previous one, and is cut into a few

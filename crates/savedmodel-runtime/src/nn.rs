@@ -723,6 +723,83 @@ fn to_value(
 mod tests {
     use super::*;
 
+    /// Attrs of a hand-written node.
+    #[derive(Default)]
+    struct FakeAttrs {
+        strings: Vec<(&'static str, &'static [u8])>,
+        ints: Vec<(&'static str, Vec<i64>)>,
+        bools: Vec<(&'static str, bool)>,
+    }
+
+    impl Attrs for FakeAttrs {
+        fn attr_type(&self, _: &str) -> Option<Result<DataType, i32>> {
+            Some(Ok(DataType::Float))
+        }
+        fn attr_bool(&self, name: &str) -> Option<bool> {
+            self.bools.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        }
+        fn attr_int(&self, _: &str) -> Option<i64> {
+            None
+        }
+        fn attr_float(&self, _: &str) -> Option<f32> {
+            None
+        }
+        fn attr_ints(&self, name: &str) -> Option<Vec<i64>> {
+            self.ints
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn attr_string(&self, name: &str) -> Option<Vec<u8>> {
+            self.strings
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_vec())
+        }
+    }
+
+    fn unsupported_message(op: &str, attrs: &FakeAttrs) -> String {
+        match compile(op, attrs) {
+            Some(Err(CompileError::Unsupported(what))) => what,
+            Some(Err(CompileError::Invalid(what))) => panic!("invalid, not unsupported: {what}"),
+            Some(Ok(k)) => panic!("{op} compiled: {k:?}"),
+            None => panic!("{op} is not handled here"),
+        }
+    }
+
+    #[test]
+    fn nchw_and_training_batch_norm_are_refused_by_name() {
+        let nchw = FakeAttrs {
+            strings: vec![("data_format", b"NCHW"), ("padding", b"SAME")],
+            ints: vec![("strides", vec![1, 1, 1, 1])],
+            ..FakeAttrs::default()
+        };
+        let what = unsupported_message("Conv2D", &nchw);
+        assert!(what.contains("Conv2D (data_format=NCHW"), "{what}");
+        assert!(unsupported_message("MaxPool", &nchw).contains("NCHW"));
+        let training = FakeAttrs {
+            bools: vec![("is_training", true)],
+            ..FakeAttrs::default()
+        };
+        let what = unsupported_message("FusedBatchNormV3", &training);
+        assert!(what.contains("is_training=true"), "{what}");
+        let batch_strides = FakeAttrs {
+            strings: vec![("padding", b"VALID")],
+            ints: vec![("strides", vec![2, 1, 1, 1])],
+            ..FakeAttrs::default()
+        };
+        assert!(unsupported_message("Conv2D", &batch_strides).contains("strides=[2, 1, 1, 1]"));
+        let explicit = FakeAttrs {
+            strings: vec![("padding", b"EXPLICIT")],
+            ints: vec![
+                ("strides", vec![1, 1, 1, 1]),
+                ("explicit_paddings", vec![1, 1, 0, 0, 0, 0, 0, 0]),
+            ],
+            ..FakeAttrs::default()
+        };
+        assert!(unsupported_message("Conv2D", &explicit).contains("explicit_paddings"));
+    }
+
     #[test]
     fn pad_places_the_input_inside_the_constant() {
         let out = pad(&[1.0, 2.0, 3.0, 4.0], &[2, 2], &[3, 5], &[1, 2], 9.0);
