@@ -17,6 +17,17 @@ exported the way real users export models, one per kind of graph that the Rust r
   tf1-tutorial        TF1 `SavedModelBuilder` like the Cloud ML Engine MNIST tutorial: input `image`
                       [-1,784], outputs `probabilities` and `class` (int64 ArgMax), resource variables.
 
+Convolutional models (input [-1,28,28,1] NHWC, what users export for MNIST CNNs):
+
+  keras-cnn           Keras 3 `model.export()` of a Sequential CNN (Conv2D VALID + ReLU, MaxPooling2D,
+                      Conv2D SAME strided, MaxPooling2D SAME, Flatten, Dense softmax), trained briefly.
+  tf-module-cnn       `tf.Module` CNN, random weights: Conv2D SAME, AvgPool SAME and VALID, dilated and
+                      EXPLICIT-padded Conv2D, Conv2DBackpropInput (transposed conv), Pad/PadV2, ConcatV2 on
+                      channels, broadcasting Mul/AddV2, Max/Sum over spatial axes, Squeeze, Reshape -1.
+  mobilenet-cnn       MobileNet-style `tf.Module`, random weights: strided Conv2D, DepthwiseConv2dNative
+                      (strides 1 and 2), FusedBatchNormV3 (inference, random statistics), Relu6, 1x1
+                      convolutions, global average pool (Mean keep_dims), Squeeze, MatMul + BiasAdd.
+
 Each fixture directory gets `expected.json`: the signature, its inputs (20 MNIST test images and a few
 random images) and the outputs TensorFlow computed for them, floats written with full precision (every
 float32 is printed so that parsing it as f64 and rounding to f32 gives the same float32 back).
@@ -46,7 +57,7 @@ TRAIN_EXAMPLES = 3000
 TRAIN_STEPS = 300
 BATCH = 64
 
-FIXTURES = ["tf1-training-graph", "tf2-module", "keras3-export", "tf1-tutorial"]
+FIXTURES = ["tf1-training-graph", "tf2-module", "keras3-export", "tf1-tutorial", "keras-cnn", "tf-module-cnn", "mobilenet-cnn"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,11 +447,171 @@ def build_keras3_export(export_dir):
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# convolutional models
+
+
+def build_keras_cnn(export_dir):
+    """Keras 3 `model.export()` of the usual small MNIST CNN, trained for a moment."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(SEED)
+    train_x, train_y = training_data()
+    inst, described = eval_instances()
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(3, strides=2, padding="same"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(train_x[..., None], train_y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    model.export(export_dir, verbose=False)
+    loaded = tf.saved_model.load(export_dir)
+    sig = loaded.signatures["serving_default"]
+    (input_key,) = sig.structured_input_signature[1].keys()
+    images = inst[..., None]
+    out = sig(**{input_key: tf.constant(images)})
+    write_expected(
+        export_dir, "serving_default", ["serve"], {input_key: images}, {k: v.numpy() for k, v in out.items()}, described
+    )
+
+
+def random_variable(tf, rng, shape, scale, name):
+    import numpy as np
+
+    return tf.Variable(rng.normal(0.0, scale, size=shape).astype(np.float32), name=name)
+
+
+def save_image_module(model, export_dir, inst, described):
+    """Saves a `tf.Module` whose `serve` takes `images` [-1,28,28,1]; expected.json from the saved files."""
+    import tensorflow as tf
+
+    tf.saved_model.save(model, export_dir, signatures={"serving_default": model.serve})
+    loaded = tf.saved_model.load(export_dir)
+    images = inst[..., None]
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    write_expected(
+        export_dir, "serving_default", ["serve"], {"images": images}, {k: v.numpy() for k, v in out.items()}, described
+    )
+
+
+def build_tf_module_cnn(export_dir):
+    """A `tf.Module` CNN with random weights exercising padding modes, pooling and shape ops."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(SEED + 7)
+    inst, described = eval_instances()
+
+    class Cnn(tf.Module):
+        def __init__(self):
+            super().__init__(name="cnn")
+            v = lambda shape, scale, name: random_variable(tf, rng, shape, scale, name)
+            self.c1 = v([5, 5, 1, 6], 0.3, "c1")
+            self.b1 = v([6], 0.1, "b1")
+            self.c2 = v([3, 3, 6, 8], 0.2, "c2")
+            self.c3 = v([3, 3, 6, 4], 0.2, "c3")
+            self.t1 = v([3, 3, 5, 12], 0.2, "t1")
+            self.scale = v([1, 1, 1, 5], 0.5, "scale")
+            self.shift = v([5], 0.1, "shift")
+            self.dense = v([20, 10], 0.3, "dense")
+            self.dense_b = v([10], 0.1, "dense_b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+        def serve(self, images):
+            x = tf.nn.conv2d(images, self.c1, strides=1, padding="SAME")
+            x = tf.nn.relu(tf.nn.bias_add(x, self.b1))
+            x = tf.nn.avg_pool2d(x, ksize=3, strides=2, padding="SAME")  # [14,14,6]
+            a = tf.nn.conv2d(x, self.c2, strides=[1, 2, 2, 1], padding=[[0, 0], [1, 2], [2, 1], [0, 0]])
+            b = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), self.c3, strides=1, padding="VALID", dilations=2)
+            b = tf.nn.avg_pool2d(b, ksize=2, strides=2, padding="VALID")  # [6,6,4]
+            a = a[:, :6, :6, :]
+            x = tf.concat([a, b], axis=3)  # [6,6,12]
+            x = tf.raw_ops.PadV2(input=x, paddings=[[0, 0], [0, 1], [1, 0], [0, 0]], constant_values=0.25)
+            x = tf.nn.conv2d_transpose(x, self.t1, output_shape=tf.stack([tf.shape(x)[0], 14, 14, 5]), strides=2, padding="SAME")
+            x = tf.nn.relu6(x * self.scale + self.shift)
+            top = tf.reduce_max(x, axis=[1, 2], keepdims=True)
+            total = tf.reduce_sum(x, axis=[1, 2], keepdims=True)
+            x = tf.squeeze(tf.concat([top, total * 0.01], axis=3), axis=[1, 2])  # [n,10]
+            x = tf.reshape(tf.concat([x, x * 0.5], axis=1), [-1, 20])
+            logits = tf.nn.bias_add(tf.matmul(x, self.dense), self.dense_b)
+            probabilities = tf.nn.softmax(logits)
+            return {"probabilities": probabilities, "class": tf.argmax(probabilities, axis=1)}
+
+    model = Cnn()
+    save_image_module(model, export_dir, inst, described)
+
+
+def build_mobilenet_cnn(export_dir):
+    """A small MobileNet-style `tf.Module` (depthwise separable blocks, fused BN, ReLU6), random weights."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(SEED + 11)
+    inst, described = eval_instances()
+
+    class BatchNorm(tf.Module):
+        def __init__(self, channels, name):
+            super().__init__(name=name)
+            self.gamma = tf.Variable(rng.uniform(0.5, 1.5, channels).astype(np.float32), name="gamma")
+            self.beta = tf.Variable(rng.normal(0.0, 0.1, channels).astype(np.float32), name="beta")
+            self.mean = tf.Variable(rng.normal(0.0, 0.2, channels).astype(np.float32), name="moving_mean")
+            self.var = tf.Variable(rng.uniform(0.5, 2.0, channels).astype(np.float32), name="moving_variance")
+
+        def __call__(self, x):
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma, self.beta, mean=self.mean, variance=self.var, epsilon=1e-3, is_training=False
+            )
+            return y
+
+    class MobileNet(tf.Module):
+        def __init__(self):
+            super().__init__(name="mobilenet")
+            v = lambda shape, scale, name: random_variable(tf, rng, shape, scale, name)
+            self.stem = v([3, 3, 1, 8], 0.4, "stem")
+            self.bn0 = BatchNorm(8, "bn0")
+            self.blocks = []
+            for i, (c_in, c_out, stride) in enumerate([(8, 16, 1), (16, 24, 2), (24, 32, 2)]):
+                dw = v([3, 3, c_in, 1], 0.4, f"dw{i}")
+                pw = v([1, 1, c_in, c_out], 0.3, f"pw{i}")
+                self.blocks.append((dw, BatchNorm(c_in, f"bn_dw{i}"), pw, BatchNorm(c_out, f"bn_pw{i}"), stride))
+            self.dense = v([32, 10], 0.3, "dense")
+            self.dense_b = v([10], 0.1, "dense_b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+        def serve(self, images):
+            x = tf.nn.conv2d(images, self.stem, strides=2, padding="SAME")
+            x = tf.nn.relu6(self.bn0(x))
+            for dw, bn_dw, pw, bn_pw, stride in self.blocks:
+                x = tf.nn.depthwise_conv2d(x, dw, strides=[1, stride, stride, 1], padding="SAME")
+                x = tf.nn.relu6(bn_dw(x))
+                x = tf.nn.conv2d(x, pw, strides=1, padding="VALID")
+                x = tf.nn.relu6(bn_pw(x))
+            x = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            x = tf.squeeze(x, axis=[1, 2])
+            logits = tf.nn.bias_add(tf.matmul(x, self.dense), self.dense_b)
+            probabilities = tf.nn.softmax(logits)
+            return {"probabilities": probabilities, "class": tf.argmax(probabilities, axis=1)}
+
+    model = MobileNet()
+    save_image_module(model, export_dir, inst, described)
+
+
 BUILDERS = {
     "tf1-training-graph": build_tf1_training_graph,
     "tf2-module": build_tf2_module,
     "keras3-export": build_keras3_export,
     "tf1-tutorial": build_tf1_tutorial,
+    "keras-cnn": build_keras_cnn,
+    "tf-module-cnn": build_tf_module_cnn,
+    "mobilenet-cnn": build_mobilenet_cnn,
 }
 
 

@@ -13,7 +13,7 @@
 //!   with dropout off. The data pipeline lives elsewhere (`idx-dataset`): the model takes plain
 //!   `[rows, input_dim]` feature slices and byte labels, so it can be fed from anything.
 //! * The caller picks a candle [`Device`]. On the CPU the model runs on its own engine
-//!   (`cpu` module: explicit forward/backward with fused AVX2 kernels, run by a small thread
+//!   (`cpu` module: explicit forward/backward with the fused kernels of `cpu-kernels`, run by a small thread
 //!   team that falls back to one thread when a busy machine makes two slower),
 //!   because training speed on a small CPU is a requirement and per-op tensor frameworks spend
 //!   more time allocating and synchronising than computing at batch size 32. On other devices
@@ -38,6 +38,7 @@ mod weights;
 
 pub use candle_core::Device;
 pub use config::{MAX_LAYER_WIDTH, ModelConfig, SgdMomentum, TrainConfig};
+pub use cpu_kernels::Isa;
 pub use error::ModelError;
 pub use metrics::{BatchMetrics, RunningMetrics};
 pub use weights::{Activation, DenseWeights, keras_layer_name};
@@ -73,6 +74,9 @@ pub struct EngineOptions {
     /// available core.
     pub threads: Option<usize>,
     pub backend: Backend,
+    /// Kernels of the CPU engine. `None`: the best this CPU has ([`Isa::detect`]). Every ISA
+    /// trains to the same bits; forcing one is for tests and benchmarks.
+    pub isa: Option<Isa>,
 }
 
 impl EngineOptions {
@@ -220,6 +224,7 @@ impl Mlp {
                 biases,
                 dropout,
                 options.resolved_threads(),
+                options.isa.unwrap_or_else(Isa::detect),
             )?)),
             _ => Engine::Candle(CandleEngine::new(device, dims, kernels, biases, dropout)?),
         };

@@ -17,6 +17,7 @@ fn model(backend: Backend) -> Mlp {
     let options = EngineOptions {
         threads: Some(2),
         backend,
+        ..EngineOptions::default()
     };
     Mlp::new(config, 1, &Device::Cpu, &options).unwrap()
 }

@@ -43,6 +43,7 @@ fn cpu(threads: usize) -> EngineOptions {
     EngineOptions {
         threads: Some(threads),
         backend: Backend::Auto,
+        ..EngineOptions::default()
     }
 }
 
@@ -212,6 +213,7 @@ fn cpu_engine_and_candle_engine_follow_the_same_trajectory() {
     let candle_opts = EngineOptions {
         threads: None,
         backend: Backend::Candle,
+        ..EngineOptions::default()
     };
     let mut reference = Mlp::new(config.clone(), 21, &Device::Cpu, &candle_opts).unwrap();
     assert!(reference.device_description().contains("candle"));
@@ -261,6 +263,56 @@ fn train_epochs(model: &mut Mlp, x: &[f32], y: &[u8], epochs: usize) -> Vec<f64>
         losses.push(running.loss());
     }
     losses
+}
+
+#[test]
+fn training_is_bit_identical_on_every_isa() {
+    // Every kernel ISA this CPU has (portable, AVX2+FMA, AVX-512) must give the same bits, so a
+    // model trained on an AVX2 machine is the one trained on an AVX-512 machine. Widths that
+    // are not multiples of the 16-column panels, dropout on, two threads.
+    let config = ModelConfig {
+        input_dim: 50,
+        hidden_units: vec![40, 24],
+        num_classes: 5,
+        dropout_rate: 0.2,
+    };
+    let (x, y) = toy_data(320, 50, 5, 13);
+    let isas = mnist_model::Isa::available();
+    let run = |isa: mnist_model::Isa| {
+        let options = EngineOptions {
+            threads: Some(2),
+            isa: Some(isa),
+            ..EngineOptions::default()
+        };
+        let mut model = Mlp::new(config.clone(), 5, &Device::Cpu, &options).unwrap();
+        let losses = train_epochs(&mut model, &x, &y, 2);
+        let bits: Vec<u32> = model
+            .weights()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l.kernel.iter().chain(&l.bias).map(|v| v.to_bits()))
+            .collect();
+        (losses, bits)
+    };
+    let reference = run(isas[0]);
+    assert!(
+        reference.0[1] < reference.0[0],
+        "the run must learn something"
+    );
+    for &isa in &isas[1..] {
+        let other = run(isa);
+        assert_eq!(reference.0, other.0, "{} losses", isa.name());
+        assert!(
+            reference.1 == other.1,
+            "{} weights differ from {}",
+            isa.name(),
+            isas[0].name()
+        );
+    }
+    eprintln!(
+        "compared: {}",
+        isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+    );
 }
 
 #[test]

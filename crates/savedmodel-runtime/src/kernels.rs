@@ -135,6 +135,11 @@ pub(crate) enum Kernel {
     Transpose,
     ClipByValue,
     LogicalNot,
+    /// `MatMul` or `Conv2D`, with a following `BiasAdd` and `Relu`/`Relu6` fused in by the
+    /// planner, on the `cpu-kernels` GEMM (see `nn.rs`).
+    Dense(std::sync::Arc<crate::nn::DenseChain>),
+    /// Depthwise and transposed convolution, pooling, batch norm, padding (see `nn.rs`).
+    Nn(crate::nn::NnKernel),
 }
 
 /// Why a node cannot be compiled.
@@ -238,6 +243,9 @@ pub(crate) fn compile_kernel(op: &str, attrs: &dyn Attrs) -> Result<Kernel, Comp
             ))),
         }
     };
+    if let Some(kernel) = crate::nn::compile(op, attrs) {
+        return kernel;
+    }
     Ok(match op {
         "Identity" | "Snapshot" | "StopGradient" | "PreventGradient" | "PlaceholderWithDefault" => {
             Kernel::Identity
@@ -246,9 +254,17 @@ pub(crate) fn compile_kernel(op: &str, attrs: &dyn Attrs) -> Result<Kernel, Comp
         "ReadVariableOp" => Kernel::ReadVariable,
         "MatMul" => {
             require_type(attrs, op, "T", &floats())?;
-            Kernel::MatMul {
-                transpose_a: attrs.attr_bool("transpose_a").unwrap_or(false),
-                transpose_b: attrs.attr_bool("transpose_b").unwrap_or(false),
+            let transpose_a = attrs.attr_bool("transpose_a").unwrap_or(false);
+            let transpose_b = attrs.attr_bool("transpose_b").unwrap_or(false);
+            if transpose_a {
+                Kernel::MatMul {
+                    transpose_a,
+                    transpose_b,
+                }
+            } else {
+                Kernel::Dense(std::sync::Arc::new(crate::nn::DenseChain::new(
+                    crate::nn::Head::MatMul { transpose_b },
+                )))
             }
         }
         "BatchMatMulV2" | "BatchMatMulV3" => {
@@ -405,6 +421,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "AddV2",
     "ArgMax",
     "ArgMin",
+    "AvgPool",
     "BatchMatMulV2",
     "BatchMatMulV3",
     "BiasAdd",
@@ -412,6 +429,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ClipByValue",
     "ConcatV2",
     "Const",
+    "Conv2D",
+    "Conv2DBackpropInput",
+    "DepthwiseConv2dNative",
     "Div",
     "Elu",
     "Erf",
@@ -419,6 +439,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ExpandDims",
     "Fill",
     "Floor",
+    "FusedBatchNorm",
+    "FusedBatchNormV2",
+    "FusedBatchNormV3",
     "Identity",
     "IdentityN",
     "Inv",
@@ -429,6 +452,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LogicalNot",
     "MatMul",
     "Max",
+    "MaxPool",
     "Maximum",
     "Mean",
     "Merge",
@@ -439,6 +463,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "NoOp",
     "OnesLike",
     "Pack",
+    "Pad",
+    "PadV2",
     "PartitionedCall",
     "Placeholder",
     "PlaceholderWithDefault",
@@ -1043,6 +1069,8 @@ impl Kernel {
         match self {
             Kernel::Identity => one(input(0)?.clone()),
             Kernel::IdentityN => Ok(inputs.iter().map(|v| (*v).clone()).collect()),
+            Kernel::Dense(chain) => one(chain.run(inputs, ctx)?),
+            Kernel::Nn(kernel) => kernel.run(inputs, ctx),
             Kernel::ReadVariable => match input(0)? {
                 Value::Resource(id) => {
                     let value = ctx.variables.get(*id).and_then(|v| v.clone());

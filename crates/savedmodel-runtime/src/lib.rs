@@ -1,5 +1,5 @@
-//! savedmodel-runtime: runs the signatures of a TensorFlow SavedModel on candle tensors,
-//! without TensorFlow.
+//! savedmodel-runtime: runs the signatures of a TensorFlow SavedModel on candle tensors and
+//! the `cpu-kernels` GEMM, without TensorFlow.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -73,7 +73,20 @@
 //! `Log`, `Log1p`, `Sqrt`, `Rsqrt`, `Square`, `Neg`, `Abs`, `Erf`, `Floor`, `Reciprocal`),
 //! reductions (`Sum`, `Mean`, `Max`, `Min`, `Prod`, `ArgMax`, `ArgMin`), shapes (`Cast`,
 //! `Reshape`, `Shape`, `Size`, `Rank`, `ExpandDims`, `Squeeze`, `StridedSlice`, `Pack`,
-//! `ConcatV2`, `Transpose`, `Fill`, `ZerosLike`, `OnesLike`), `LogicalNot`.
+//! `ConcatV2`, `Transpose`, `Fill`, `ZerosLike`, `OnesLike`), `LogicalNot`, and NHWC layers
+//! (`Conv2D` with VALID/SAME/EXPLICIT padding, strides and dilations; `DepthwiseConv2dNative`,
+//! `Conv2DBackpropInput`, `MaxPool`, `AvgPool`, `FusedBatchNorm`/`V2`/`V3` in inference mode,
+//! `Pad`, `PadV2`). `data_format = "NCHW"` and training-mode batch norm are refused at load.
+//!
+//! # Dense and convolution layers run on `cpu-kernels`
+//!
+//! `MatMul` and `Conv2D` run on the same hand-written kernels as the trainer (`cpu-kernels`,
+//! AVX-512 / AVX2+FMA / portable chosen at run time), not on candle's matmul: the planner fuses
+//! each `MatMul`/`Conv2D` -> `BiasAdd` -> `Relu`/`Relu6` chain into one step whose bias and
+//! activation run in the GEMM's epilogue (`plan.rs`, `nn.rs`); weights are packed once, the
+//! first time a weight tensor is seen. Convolutions are im2col + that GEMM. How many threads a
+//! call uses follows from its size (one for a single MNIST image through the tutorial MLP, all
+//! cores for large batches), never from `RAYON_NUM_THREADS`: see `cpu_kernels::infer`.
 //!
 //! Nodes reached only through control edges (`^node`) matter for their liveness, not their
 //! value, so their ops need not be supported (TF2 functions gate outputs on a `NoOp` that
@@ -89,6 +102,7 @@ mod consts;
 mod error;
 mod graph;
 mod kernels;
+mod nn;
 mod ops;
 mod plan;
 mod value;
@@ -495,6 +509,12 @@ impl LoadedModel {
     /// Number of steps each signature's plan runs (after pruning), for diagnostics.
     pub fn plan_size(&self, signature: &str) -> Option<usize> {
         self.plans.get(signature).map(|p| p.num_steps())
+    }
+
+    /// The chains of nodes fused into one step (`MatMul`/`Conv2D` + `BiasAdd` + `Relu`/`Relu6`),
+    /// each described as its nodes and ops (diagnostics and tests).
+    pub fn fused_chains(&self, signature: &str) -> Option<Vec<String>> {
+        self.plans.get(signature).map(|p| p.fused_chains())
     }
 
     /// The op of every step a signature's plan runs, in order (diagnostics and tests).

@@ -157,6 +157,7 @@ impl<'a> OpRegistry<'a> {
         }
         BUILTIN_OUTPUTS
             .iter()
+            .chain(crate::nn::OUTPUTS)
             .find(|(name, _)| *name == op)
             .map(|(_, args)| {
                 args.iter()

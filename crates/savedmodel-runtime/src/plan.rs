@@ -27,7 +27,7 @@ use savedmodel_format::proto::{AttrValue, SignatureDef, attr_value};
 use crate::consts::decode_tensor_proto;
 use crate::error::{RuntimeError, UnsupportedNode};
 use crate::graph::{FlatGraph, NodeId, NodeKind, TensorRef};
-use crate::kernels::{Attrs, CompileError, Kernel, KernelContext, compile_kernel};
+use crate::kernels::{Attrs, CompileError, Kernel, KernelContext, UnaryOp, compile_kernel};
 use crate::value::{HostVals, HostValue, Value, VarId};
 use crate::{SignatureInfo, TensorSpec};
 
@@ -708,6 +708,7 @@ impl Compiler<'_, '_> {
                 Ok((k, s))
             })
             .collect::<Result<_, RuntimeError>>()?;
+        fuse_dense_chains(&mut steps, &outputs);
         let output_steps = outputs
             .iter()
             .map(|(_, s)| steps_needed(&steps, *s))
@@ -1189,8 +1190,126 @@ impl Plan {
         self.steps.len()
     }
 
+    pub(crate) fn fused_chains(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Kernel(Kernel::Dense(chain)) if !chain.label().is_empty() => {
+                    Some(chain.label().to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn step_ops(&self) -> Vec<&str> {
         self.steps.iter().map(|s| s.op.as_str()).collect()
+    }
+}
+
+/// Fuses `MatMul`/`Conv2D` -> `BiasAdd` -> `Relu`/`Relu6` chains into one step, so that bias
+/// and activation run in the GEMM's epilogue (`nn.rs`).
+///
+/// A link is fused only when the previous step's value has exactly one reader (the next link),
+/// is not a signature output, and no step waits on it through a control edge. The fused
+/// computation runs at the chain's *last* step, which takes over the head's inputs, the bias
+/// and every link's control gates; the earlier links become liveness-only steps with their
+/// original inputs, so step indices, liveness and dead-tensor behaviour are unchanged.
+fn fuse_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut gated = HashSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        for source in &step.inputs {
+            if let Source::Slot(slot) = source {
+                readers.entry(*slot).or_default().push(i);
+            }
+        }
+        for gate in &step.controls {
+            match gate {
+                Gate::Slot(slot) => readers.entry(*slot).or_default().push(i),
+                Gate::Step(s) => {
+                    gated.insert(*s);
+                }
+                Gate::Feed(_) => {}
+            }
+        }
+    }
+    let kept: HashSet<usize> = outputs
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Source::Slot(x) => Some(*x),
+            _ => None,
+        })
+        .collect();
+    // The step that alone reads `step`'s single output as its first input.
+    let next_link = |steps: &[Step], step: usize| -> Option<usize> {
+        let slot = steps[step].first_slot;
+        if steps[step].num_outputs != 1 || kept.contains(&slot) || gated.contains(&step) {
+            return None;
+        }
+        match readers.get(&slot).map(Vec::as_slice) {
+            Some([only]) if steps[*only].inputs.first() == Some(&Source::Slot(slot)) => Some(*only),
+            _ => None,
+        }
+    };
+    for head in 0..steps.len() {
+        let StepKind::Kernel(Kernel::Dense(chain)) = &steps[head].kind else {
+            continue;
+        };
+        if chain.bias || chain.activation != cpu_kernels::Activation::None {
+            continue;
+        }
+        let chain = chain.clone();
+        let mut links = vec![head];
+        let mut bias = None;
+        if let Some(next) = next_link(steps, head)
+            && let StepKind::Kernel(Kernel::BiasAdd {
+                channels_first: false,
+            }) = steps[next].kind
+            && steps[next].inputs.len() == 2
+        {
+            bias = Some(steps[next].inputs[1]);
+            links.push(next);
+        }
+        let mut activation = cpu_kernels::Activation::None;
+        if let Some(&last) = links.last()
+            && let Some(next) = next_link(steps, last)
+            && steps[next].inputs.len() == 1
+        {
+            activation = match steps[next].kind {
+                StepKind::Kernel(Kernel::Unary(UnaryOp::Relu)) => cpu_kernels::Activation::Relu,
+                StepKind::Kernel(Kernel::Unary(UnaryOp::Relu6)) => cpu_kernels::Activation::Relu6,
+                _ => cpu_kernels::Activation::None,
+            };
+            if activation != cpu_kernels::Activation::None {
+                links.push(next);
+            }
+        }
+        let Some((&last, absorbed)) = links.split_last() else {
+            continue;
+        };
+        if absorbed.is_empty() {
+            continue;
+        }
+        let mut inputs = steps[head].inputs.clone();
+        inputs.extend(bias);
+        let mut controls = Vec::new();
+        for &link in &links {
+            controls.extend(steps[link].controls.iter().copied());
+        }
+        let label = links
+            .iter()
+            .map(|&l| format!("`{}` ({})", steps[l].node, steps[l].op))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        for &link in absorbed {
+            steps[link].kind = StepKind::Liveness;
+        }
+        let fused = chain.extended(bias.is_some(), activation, label);
+        let step = &mut steps[last];
+        step.kind = StepKind::Kernel(Kernel::Dense(std::sync::Arc::new(fused)));
+        step.inputs = inputs;
+        step.controls = controls;
     }
 }
 

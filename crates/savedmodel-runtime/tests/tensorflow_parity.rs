@@ -96,6 +96,45 @@ fn keras3_export_matches_tensorflow() {
 }
 
 #[test]
+fn keras_cnn_matches_tensorflow() {
+    check_fixture("keras-cnn");
+    assert_mostly_correct("keras-cnn", "output_0");
+}
+
+#[test]
+fn tf_module_cnn_matches_tensorflow() {
+    // Random weights: SAME/VALID/EXPLICIT/dilated convolutions, average pooling, transposed
+    // convolution, Pad/PadV2, ConcatV2, broadcasting Mul/AddV2, Max/Sum, Squeeze, Reshape -1.
+    check_fixture("tf-module-cnn");
+}
+
+#[test]
+fn mobilenet_cnn_matches_tensorflow() {
+    // Random weights: depthwise convolutions, FusedBatchNormV3, Relu6, global average pool.
+    check_fixture("mobilenet-cnn");
+}
+
+#[test]
+fn dense_and_conv_chains_are_fused() {
+    let model = LoadedModel::load_blocking(
+        &location(&fixture_dir("keras-cnn")),
+        &["serve"],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ops = model.plan_ops("serving_default").unwrap();
+    assert!(ops.iter().any(|op| op == "Conv2D"), "{ops:?}");
+    let fused = model.fused_chains("serving_default").unwrap();
+    // Two Conv2D + BiasAdd + Relu, one MatMul + BiasAdd (softmax follows, not fused).
+    assert_eq!(fused.len(), 3, "{fused:?}");
+    assert_eq!(
+        fused.iter().filter(|c| c.contains("(Relu)")).count(),
+        2,
+        "{fused:?}"
+    );
+}
+
+#[test]
 fn dropout_branch_is_pruned_from_the_training_graph() {
     let model = LoadedModel::load_blocking(
         &location(&fixture_dir("tf1-training-graph")),

@@ -1,6 +1,7 @@
 //! Parity with the real `gcloud ai-platform local predict` (Google Cloud SDK, running TensorFlow
-//! 2.21 from the test virtualenv) on the same models and instance files: every SavedModel fixture
-//! of testdata/savedmodels and a model written by our own trainer.
+//! 2.21 from the test virtualenv) on the same models and instance files: the MLP SavedModel
+//! fixtures of testdata/savedmodels, the Keras CNN (`keras-cnn`, instances `[28][28][1]`) and a
+//! model written by our own trainer.
 //!
 //! Two properties are checked, and the summary printed at the end says how each case fared:
 //!
@@ -294,8 +295,9 @@ fn predictions_of(json_text: &str) -> Vec<PyValue> {
     }
 }
 
-/// testdata/sample.json with each image as 28 rows of 28, for models taking [-1, 28, 28].
-fn sample_28x28(dir: &Path) -> PathBuf {
+/// testdata/sample.json with each image as 28 rows of 28, for models taking [-1, 28, 28]; with
+/// `channel`, every pixel is a one-value list, for CNNs taking [-1, 28, 28, 1].
+fn sample_28x28(dir: &Path, channel: bool) -> PathBuf {
     let text = std::fs::read_to_string(serve_support::sample_json()).unwrap();
     let mut out = String::new();
     for line in text.lines() {
@@ -306,13 +308,27 @@ fn sample_28x28(dir: &Path) -> PathBuf {
             .split(", ")
             .collect();
         assert_eq!(texts.len(), values.len());
-        let rows: Vec<String> = texts
+        let pixels: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                if channel {
+                    format!("[{t}]")
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect();
+        let rows: Vec<String> = pixels
             .chunks(28)
             .map(|row| format!("[{}]", row.join(", ")))
             .collect();
         out.push_str(&format!("[{}]\n", rows.join(", ")));
     }
-    let path = dir.join("sample-28x28.json");
+    let path = dir.join(if channel {
+        "sample-28x28x1.json"
+    } else {
+        "sample-28x28.json"
+    });
     std::fs::write(&path, out).unwrap();
     path
 }
@@ -342,7 +358,8 @@ fn predictor_local_prints_what_gcloud_prints() {
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = serve_support::workspace_root().join("testdata/savedmodels");
     let sample = serve_support::sample_json();
-    let sample28 = sample_28x28(tmp.path());
+    let sample28 = sample_28x28(tmp.path(), false);
+    let sample28x1 = sample_28x28(tmp.path(), true);
     let request = tmp.path().join("request.json");
     serve_support::write_json_request(&std::fs::read_to_string(&sample).unwrap(), &request);
 
@@ -381,6 +398,10 @@ fn predictor_local_prints_what_gcloud_prints() {
     both(
         &mut jobs,
         case("keras3-export", fixtures.join("keras3-export"), &sample28),
+    );
+    both(
+        &mut jobs,
+        case("keras-cnn", fixtures.join("keras-cnn"), &sample28x1),
     );
     let mut logits = case(
         "tf2-module --signature-name logits",

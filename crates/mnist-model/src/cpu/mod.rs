@@ -1,5 +1,6 @@
-//! The CPU engine: an explicit forward and backward pass over preallocated buffers, with
-//! hand-written AVX2/FMA kernels, run by a small team of threads (`team`).
+//! The CPU engine: an explicit forward and backward pass over preallocated buffers, with the
+//! hand-written kernels of the `cpu-kernels` crate (AVX-512, AVX2+FMA or portable, chosen at
+//! run time; the same bits on each), run by a small team of threads (`cpu_kernels::team`).
 //!
 //! Why not candle's autograd on the CPU: a batch-32 step of this network is ~38 M multiply-adds,
 //! under a millisecond on two cores, while an autograd step allocates dozens of tensors and makes
@@ -9,8 +10,8 @@
 //! and all activation, gradient and mask buffers are allocated once and reused.
 //!
 //! A step is a list of phases (masks, each layer forward, loss, each layer backward), each cut
-//! into chunks that any member of the team may run; see `team` for how they are handed out and
-//! why the result does not depend on it.
+//! into chunks that any member of the team may run; see `cpu_kernels::team` for how they are
+//! handed out and why the result does not depend on it.
 //!
 //! Layout: every layer's width is padded to a multiple of [`kernels::PANEL`] with zero weights
 //! (which stay zero: their inputs or output gradients are zero); weights and momentum slots are
@@ -18,14 +19,10 @@
 //! in its leading dimension so that rows do not all map to the same cache sets. Weights leave
 //! the engine unpadded, in Keras's `[in, out]` layout.
 
-pub(crate) mod kernels;
-pub(crate) mod team;
-
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-
-use kernels::{Forward, InputGrad, Isa, MatMut, MatRef, PANEL, Packed, WeightUpdate};
-use team::{Team, share};
+use cpu_kernels::kernels::{
+    self, Forward, InputGrad, Isa, MatMut, MatRef, PANEL, Packed, WeightUpdate,
+};
+use cpu_kernels::team::{Team, share};
 
 use crate::loss::cross_entropy_row;
 use crate::metrics::BatchMetrics;
@@ -179,6 +176,7 @@ impl CpuEngine {
         biases: &[Vec<f32>],
         dropout: Option<DropoutMasks>,
         threads: usize,
+        isa: Isa,
     ) -> Result<Self, ModelError> {
         let mut layers = Vec::with_capacity(dims.len());
         let mut k = dims.first().map_or(0, |d| d.0);
@@ -210,8 +208,16 @@ impl CpuEngine {
             k = np;
         }
         Ok(CpuEngine {
-            isa: Isa::detect(),
-            team: Team::new(threads)?,
+            isa,
+            team: Team::new(threads).map_err(|e| match e {
+                cpu_kernels::CpuKernelsError::ThreadPool { threads, source } => {
+                    ModelError::ThreadPool { threads, source }
+                }
+                other => ModelError::ThreadPool {
+                    threads,
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?,
             input_dim,
             layers,
             dropout,

@@ -22,67 +22,120 @@
 use std::ops::Range;
 
 /// Column granularity of weights and activations (two 8-lane AVX vectors).
-pub(crate) const PANEL: usize = 16;
+pub const PANEL: usize = 16;
 
-/// Instruction set chosen once at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// Plain Rust loops: any CPU.
+/// Instruction set of the kernels, chosen at run time from the CPU's features.
+///
+/// Every ISA computes each output element as the same sequence of fused multiply-adds, in the
+/// same order (see the module docs), so training gives the same bits on any of them; the
+/// `training_is_bit_identical_on_every_isa` test of `mnist-model` checks that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust loops (`f32::mul_add`): any CPU.
     Portable,
     /// 256-bit AVX2 with fused multiply-add (x86-64 since Haswell / Zen).
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// 512-bit AVX-512F (Skylake-SP, Ice Lake, Zen 4 and later): forward pass and weight
+    /// update on `zmm` registers, the input gradient on the AVX2 kernel (its horizontal
+    /// reduction is what fixes the summation order).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
+/// Environment variable that caps the ISA [`Isa::detect`] picks (`portable`, `avx2`,
+/// `avx512`): for comparing ISAs on one machine, and for reproducing an AVX2-only machine.
+pub const ISA_ENV: &str = "CPU_KERNELS_ISA";
+
 impl Isa {
-    pub(crate) fn detect() -> Self {
+    /// The best ISA this CPU supports, capped by [`ISA_ENV`] when that is set to a known name.
+    pub fn detect() -> Self {
+        let best = Self::available().into_iter().max().unwrap_or(Isa::Portable);
+        match std::env::var(ISA_ENV)
+            .ok()
+            .and_then(|v| Isa::from_name(v.trim()))
+        {
+            Some(cap) => best.min(cap),
+            None => best,
+        }
+    }
+
+    /// Every ISA this CPU can run, the portable one first.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            return Isa::Avx2Fma;
+            isas.push(Isa::Avx2Fma);
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
         }
-        Isa::Portable
+        isas
     }
 
-    pub(crate) fn name(self) -> &'static str {
+    /// Parses a name as [`Isa::name`] prints it (`avx2` and `avx2+fma` are the same).
+    pub fn from_name(name: &str) -> Option<Isa> {
+        match name {
+            "portable" => Some(Isa::Portable),
+            #[cfg(target_arch = "x86_64")]
+            "avx2" | "avx2+fma" => Some(Isa::Avx2Fma),
+            #[cfg(target_arch = "x86_64")]
+            "avx512" | "avx512f" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => "avx2+fma",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512f",
         }
     }
 }
 
 /// Read-only row-major matrix: element `(r, c)` is at `ptr + r * ld + c`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MatRef {
+pub struct MatRef {
     pub ptr: *const f32,
     pub ld: usize,
 }
 
 /// Writable row-major matrix.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MatMut {
+pub struct MatMut {
     pub ptr: *mut f32,
     pub ld: usize,
 }
 
 impl MatRef {
+    /// Pointer to element `(r, c)`.
+    ///
+    /// # Safety
+    /// `(r, c)` must lie inside the matrix the view was made from.
     #[inline(always)]
-    pub(crate) unsafe fn at(self, r: usize, c: usize) -> *const f32 {
+    pub unsafe fn at(self, r: usize, c: usize) -> *const f32 {
         // SAFETY: the caller guarantees (r, c) lies inside the matrix.
         unsafe { self.ptr.add(r * self.ld + c) }
     }
 }
 
 impl MatMut {
+    /// Pointer to element `(r, c)`.
+    ///
+    /// # Safety
+    /// `(r, c)` must lie inside the matrix the view was made from.
     #[inline(always)]
-    pub(crate) unsafe fn at(self, r: usize, c: usize) -> *mut f32 {
+    pub unsafe fn at(self, r: usize, c: usize) -> *mut f32 {
         // SAFETY: the caller guarantees (r, c) lies inside the matrix.
         unsafe { self.ptr.add(r * self.ld + c) }
     }
 
-    pub(crate) fn as_ref(self) -> MatRef {
+    pub fn as_ref(self) -> MatRef {
         MatRef {
             ptr: self.ptr,
             ld: self.ld,
@@ -95,15 +148,18 @@ impl MatMut {
 /// `panel_stride` is a little more than `rows * PANEL` so that element `(r, c)` and `(r, c + PANEL)`
 /// are not a multiple of 4 KiB apart (which would put a whole row in one cache set).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Packed {
+pub struct Packed {
     pub ptr: *mut f32,
     pub panel_stride: usize,
 }
 
 impl Packed {
     /// Start of row `r` within the panel holding column `c` (`c` a multiple of 8).
+    ///
+    /// # Safety
+    /// `(r, c)` must lie inside the matrix the view was made from.
     #[inline(always)]
-    pub(crate) unsafe fn at(self, r: usize, c: usize) -> *mut f32 {
+    pub unsafe fn at(self, r: usize, c: usize) -> *mut f32 {
         // SAFETY: the caller guarantees (r, c) lies inside the matrix.
         unsafe {
             self.ptr
@@ -114,7 +170,7 @@ impl Packed {
 
 /// `out[rows, cols] = act(x[rows, :k] . w[:k, cols] + bias[cols]) * mask[rows, cols]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Forward {
+pub struct Forward {
     pub x: MatRef,
     pub k: usize,
     pub w: Packed,
@@ -127,7 +183,7 @@ pub(crate) struct Forward {
 
 /// For the `W` rows in a range: `accum = momentum * accum + x^T . dy; w -= lr * accum`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WeightUpdate {
+pub struct WeightUpdate {
     /// Layer input, `[m, k]`.
     pub x: MatRef,
     pub m: usize,
@@ -146,7 +202,7 @@ pub(crate) struct WeightUpdate {
 /// `act_prev` is the previous layer's output *after* ReLU and dropout, so `act_prev > 0` is
 /// exactly "ReLU was active and dropout kept the unit", and `scale` is the dropout factor.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct InputGrad {
+pub struct InputGrad {
     pub dy: MatRef,
     pub m: usize,
     /// Padded width of the layer (multiple of [`PANEL`]).
@@ -159,7 +215,7 @@ pub(crate) struct InputGrad {
 
 /// Row tiles for an `m`-row block: sixes, but never a lone 1- or 2-row tile when it can be
 /// avoided, since short tiles leave the FMA pipes idle (32 rows -> 6,6,6,6,4,4).
-pub(crate) fn row_tiles(rows: Range<usize>, mut visit: impl FnMut(usize, usize)) {
+pub fn row_tiles(rows: Range<usize>, mut visit: impl FnMut(usize, usize)) {
     let mut start = rows.start;
     let mut left = rows.len();
     while left > 0 {
@@ -178,12 +234,16 @@ pub(crate) fn row_tiles(rows: Range<usize>, mut visit: impl FnMut(usize, usize))
 /// # Safety
 /// Every matrix must cover the rows and columns the call touches; `cols` must be
 /// [`PANEL`]-aligned; `out` must not overlap the inputs nor be written by another thread.
-pub(crate) unsafe fn dense_forward(isa: Isa, f: &Forward, rows: Range<usize>, cols: Range<usize>) {
+pub unsafe fn dense_forward(isa: Isa, f: &Forward, rows: Range<usize>, cols: Range<usize>) {
     debug_assert!(cols.start.is_multiple_of(PANEL) && cols.end.is_multiple_of(PANEL));
     match isa {
-        // SAFETY: forwarded contract; the CPU supports AVX2 and FMA (checked by `Isa::detect`).
+        // SAFETY: forwarded contract; the CPU supports AVX2 and FMA (an `Isa` other than
+        // `Portable` is only produced by `Isa::available`, which checks).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { super::avx2::dense_forward(f, rows, cols) },
+        Isa::Avx2Fma => unsafe { crate::avx2::dense_forward(f, rows, cols) },
+        // SAFETY: forwarded contract; AVX-512F checked by `Isa::available`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { crate::avx512::dense_forward(f, rows, cols) },
         // SAFETY: forwarded contract.
         Isa::Portable => unsafe { portable::dense_forward(f, rows, cols) },
     }
@@ -191,12 +251,15 @@ pub(crate) unsafe fn dense_forward(isa: Isa, f: &Forward, rows: Range<usize>, co
 
 /// # Safety
 /// As for [`dense_forward`]; `krows` are rows of `w`/`accum` owned by this caller.
-pub(crate) unsafe fn dense_weight_update(isa: Isa, u: &WeightUpdate, krows: Range<usize>) {
+pub unsafe fn dense_weight_update(isa: Isa, u: &WeightUpdate, krows: Range<usize>) {
     debug_assert!(u.n.is_multiple_of(PANEL));
     match isa {
         // SAFETY: forwarded contract; CPU features checked by `Isa::detect`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { super::avx2::dense_weight_update(u, krows) },
+        Isa::Avx2Fma => unsafe { crate::avx2::dense_weight_update(u, krows) },
+        // SAFETY: forwarded contract; AVX-512F checked by `Isa::available`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { crate::avx512::dense_weight_update(u, krows) },
         // SAFETY: forwarded contract.
         Isa::Portable => unsafe { portable::dense_weight_update(u, krows) },
     }
@@ -204,12 +267,12 @@ pub(crate) unsafe fn dense_weight_update(isa: Isa, u: &WeightUpdate, krows: Rang
 
 /// # Safety
 /// As for [`dense_forward`]; `kcols` are columns of `out` owned by this caller.
-pub(crate) unsafe fn dense_input_grad(isa: Isa, g: &InputGrad, kcols: Range<usize>) {
+pub unsafe fn dense_input_grad(isa: Isa, g: &InputGrad, kcols: Range<usize>) {
     debug_assert!(g.n.is_multiple_of(PANEL));
     match isa {
         // SAFETY: forwarded contract; CPU features checked by `Isa::detect`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { super::avx2::dense_input_grad(g, kcols) },
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { crate::avx2::dense_input_grad(g, kcols) },
         // SAFETY: forwarded contract.
         Isa::Portable => unsafe { portable::dense_input_grad(g, kcols) },
     }
@@ -220,7 +283,7 @@ pub(crate) unsafe fn dense_input_grad(isa: Isa, g: &InputGrad, kcols: Range<usiz
 /// # Safety
 /// `dy` covers `m` rows and `cols`; `accum` and `bias` cover `cols` and are owned by the caller.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn bias_update(
+pub unsafe fn bias_update(
     dy: MatRef,
     m: usize,
     cols: Range<usize>,
@@ -254,25 +317,27 @@ pub(crate) unsafe fn bias_update(
     }
 }
 
-/// Reference implementations: straightforward loops with the same reduction order as the SIMD
-/// kernels up to the lane split, used on CPUs without AVX2/FMA and to test the SIMD kernels.
-pub(crate) mod portable {
+/// Reference implementations: straightforward loops with exactly the operations of the SIMD
+/// kernels (fused multiply-adds in the same order, the input gradient's eight lanes and their
+/// pairwise reduction), so they give the same bits; used on CPUs without AVX2/FMA.
+pub mod portable {
     use super::*;
 
     /// # Safety
     /// See [`super::dense_forward`].
-    pub(crate) unsafe fn dense_forward(f: &Forward, rows: Range<usize>, cols: Range<usize>) {
+    pub unsafe fn dense_forward(f: &Forward, rows: Range<usize>, cols: Range<usize>) {
         for i in rows {
             for j in cols.clone() {
                 // SAFETY: indices inside the matrices by the caller's contract.
                 unsafe {
                     let mut acc = 0f32;
                     for kk in 0..f.k {
-                        acc += *f.x.at(i, kk) * *f.w.at(kk, j);
+                        acc = (*f.x.at(i, kk)).mul_add(*f.w.at(kk, j), acc);
                     }
                     let mut v = acc + *f.bias.add(j);
                     if f.relu {
-                        v = if v > 0.0 || v.is_nan() { v } else { 0.0 };
+                        // `max(0, v)` as the SIMD kernels compute it: NaN and -0 pass through.
+                        v = if v < 0.0 { 0.0 } else { v };
                     }
                     if let Some(mask) = f.mask {
                         v *= *mask.at(i, j);
@@ -285,18 +350,19 @@ pub(crate) mod portable {
 
     /// # Safety
     /// See [`super::dense_weight_update`].
-    pub(crate) unsafe fn dense_weight_update(u: &WeightUpdate, krows: Range<usize>) {
+    pub unsafe fn dense_weight_update(u: &WeightUpdate, krows: Range<usize>) {
         for kk in krows {
             for j in 0..u.n {
                 // SAFETY: indices inside the matrices by the caller's contract.
                 unsafe {
                     let mut g = 0f32;
                     for i in 0..u.m {
-                        g += *u.x.at(i, kk) * *u.dy.at(i, j);
+                        g = (*u.x.at(i, kk)).mul_add(*u.dy.at(i, j), g);
                     }
                     let a = u.accum.at(kk, j);
-                    *a = u.momentum * *a + g;
-                    *u.w.at(kk, j) -= u.learning_rate * *a;
+                    *a = u.momentum.mul_add(*a, g);
+                    let w = u.w.at(kk, j);
+                    *w = (-u.learning_rate).mul_add(*a, *w);
                 }
             }
         }
@@ -304,15 +370,19 @@ pub(crate) mod portable {
 
     /// # Safety
     /// See [`super::dense_input_grad`].
-    pub(crate) unsafe fn dense_input_grad(g: &InputGrad, kcols: Range<usize>) {
+    pub unsafe fn dense_input_grad(g: &InputGrad, kcols: Range<usize>) {
         for i in 0..g.m {
             for kk in kcols.clone() {
                 // SAFETY: indices inside the matrices by the caller's contract.
                 unsafe {
-                    let mut s = 0f32;
+                    // Eight lanes, as the AVX2 kernel keeps them, reduced in its order.
+                    let mut lanes = [0f32; 8];
                     for j in 0..g.n {
-                        s += *g.dy.at(i, j) * *g.w.at(kk, j);
+                        let lane = &mut lanes[j % 8];
+                        *lane = (*g.dy.at(i, j)).mul_add(*g.w.at(kk, j), *lane);
                     }
+                    let l = lanes;
+                    let s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
                     // A select, not a multiply by 0, like TF's ReluGrad / dropout SelectV2.
                     *g.out.at(i, kk) = if *g.act_prev.at(i, kk) > 0.0 {
                         s * g.scale
@@ -384,12 +454,8 @@ mod tests {
     }
 
     /// Runs `f` with every available ISA and returns their outputs.
-    fn each_isa<T>(mut f: impl FnMut(Isa) -> T) -> Vec<T> {
-        let mut out = vec![f(Isa::Portable)];
-        if Isa::detect() != Isa::Portable {
-            out.push(f(Isa::detect()));
-        }
-        out
+    fn each_isa<T>(f: impl FnMut(Isa) -> T) -> Vec<T> {
+        Isa::available().into_iter().map(f).collect()
     }
 
     #[test]

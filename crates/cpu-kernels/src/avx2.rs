@@ -1,4 +1,4 @@
-//! AVX2 + FMA versions of the kernels in [`super::kernels`] (x86-64 only, selected at run time).
+//! AVX2 + FMA versions of the kernels in [`crate::kernels`] (x86-64 only, selected at run time).
 //!
 //! Register tiles: forward and weight update keep a `rows x 16` block of outputs in
 //! `2 * rows` ymm accumulators (12 for 6 rows, enough independent FMA chains to hide latency on
@@ -8,10 +8,11 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::kernels::{Forward, InputGrad, PANEL, WeightUpdate, row_tiles};
+use crate::infer::{Activation, InferTile};
+use crate::kernels::{Forward, InputGrad, PANEL, WeightUpdate, row_tiles};
 
 /// # Safety
-/// See [`super::kernels::dense_forward`]; the CPU must support AVX2 and FMA.
+/// See [`crate::kernels::dense_forward`]; the CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dense_forward(f: &Forward, rows: Range<usize>, cols: Range<usize>) {
     let mut j = cols.start;
@@ -73,7 +74,7 @@ unsafe fn forward_tile<const MR: usize>(f: &Forward, i: usize, j: usize) {
 }
 
 /// # Safety
-/// See [`super::kernels::dense_weight_update`]; the CPU must support AVX2 and FMA.
+/// See [`crate::kernels::dense_weight_update`]; the CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dense_weight_update(u: &WeightUpdate, krows: Range<usize>) {
     // Panel by panel, so that `w` and `accum` are streamed linearly (panel-major storage) and
@@ -130,7 +131,7 @@ unsafe fn update_tile<const KR: usize>(u: &WeightUpdate, k0: usize, j: usize) {
 }
 
 /// # Safety
-/// See [`super::kernels::dense_input_grad`]; the CPU must support AVX2 and FMA.
+/// See [`crate::kernels::dense_input_grad`]; the CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dense_input_grad(g: &InputGrad, kcols: Range<usize>) {
     const IR: usize = 4;
@@ -199,4 +200,82 @@ fn horizontal_sum(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
+}
+
+/// Rows per inference tile: 6 rows x 16 columns is 12 of the 16 `ymm` registers.
+pub(crate) const INFER_ROWS: usize = 6;
+
+/// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin).
+///
+/// # Safety
+/// See [`crate::infer::InferTile`]; the CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
+    let panels = t.layer.padded_cols() / PANEL;
+    for p in 0..panels {
+        // SAFETY: forwarded contract; every arm's row count is `t.rows.len()`.
+        unsafe {
+            match t.rows.len() {
+                6 => infer_tile::<6>(t, p),
+                5 => infer_tile::<5>(t, p),
+                4 => infer_tile::<4>(t, p),
+                3 => infer_tile::<3>(t, p),
+                2 => infer_tile::<2>(t, p),
+                1 => infer_tile::<1>(t, p),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn infer_tile<const MR: usize>(t: &InferTile<'_>, panel: usize) {
+    // SAFETY (whole body): `t.ks` are valid input columns, rows `t.rows` are inside `x` and
+    // `out`, panel `panel` exists in the packed weights.
+    unsafe {
+        let layer = t.layer;
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let x = t.x.as_ptr().add(t.rows.start * t.x_ld);
+        let w = layer.panel_ptr(panel);
+        for &kk in t.ks {
+            let kk = kk as usize;
+            let w0 = _mm256_loadu_ps(w.add(kk * PANEL));
+            let w1 = _mm256_loadu_ps(w.add(kk * PANEL + 8));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let xv = _mm256_broadcast_ss(&*x.add(r * t.x_ld + kk));
+                acc_r[0] = _mm256_fmadd_ps(xv, w0, acc_r[0]);
+                acc_r[1] = _mm256_fmadd_ps(xv, w1, acc_r[1]);
+            }
+        }
+        let zero = _mm256_setzero_ps();
+        let six = _mm256_set1_ps(6.0);
+        let c = panel * PANEL;
+        let live = layer.cols().saturating_sub(c).min(PANEL);
+        let bias = [
+            _mm256_loadu_ps(layer.bias_ptr().add(c)),
+            _mm256_loadu_ps(layer.bias_ptr().add(c + 8)),
+        ];
+        for (r, acc_r) in acc.iter().enumerate() {
+            let mut v = [zero; 2];
+            for h in 0..2 {
+                v[h] = _mm256_add_ps(acc_r[h], bias[h]);
+                match layer.activation() {
+                    Activation::None => {}
+                    Activation::Relu => v[h] = _mm256_max_ps(zero, v[h]),
+                    Activation::Relu6 => v[h] = _mm256_min_ps(six, _mm256_max_ps(zero, v[h])),
+                }
+            }
+            let out = t.out.add((t.rows.start + r) * t.out_ld + c);
+            if live == PANEL {
+                _mm256_storeu_ps(out, v[0]);
+                _mm256_storeu_ps(out.add(8), v[1]);
+            } else {
+                let mut row = [0f32; PANEL];
+                _mm256_storeu_ps(row.as_mut_ptr(), v[0]);
+                _mm256_storeu_ps(row.as_mut_ptr().add(8), v[1]);
+                std::ptr::copy_nonoverlapping(row.as_ptr(), out, live);
+            }
+        }
+    }
 }

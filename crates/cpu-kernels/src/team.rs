@@ -1,4 +1,5 @@
-//! A fixed team of threads that run one training step together.
+//! A fixed team of threads that run one step together: a training step of `mnist-model`'s
+//! engine, or one inference call of [`crate::infer`].
 //!
 //! A step is a sequence of *phases* (dropout masks, each layer's forward pass, the loss, each
 //! layer's backward pass); a phase needs all of the previous one, and is cut into a few
@@ -28,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::ModelError;
+use crate::CpuKernelsError;
 
 /// How long an idle member spins for the next step before it sleeps.
 const IDLE_SPIN: Duration = Duration::from_micros(500);
@@ -44,7 +45,7 @@ type ChunkWork<'a> = dyn Fn(usize, usize, usize) + Sync + 'a;
 const FIELD_BITS: u32 = 20;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 /// Most chunks one step may have.
-pub(crate) const MAX_CHUNKS: usize = FIELD_MASK as usize;
+pub const MAX_CHUNKS: usize = FIELD_MASK as usize;
 
 fn pack(generation: u64, total: usize, next: usize) -> u64 {
     (generation << (2 * FIELD_BITS)) | ((total as u64) << FIELD_BITS) | next as u64
@@ -55,7 +56,7 @@ fn generation_of(claims: u64) -> u64 {
 }
 
 /// Runs steps on a fixed set of threads; see the module docs.
-pub(crate) struct Team {
+pub struct Team {
     threads: usize,
     shared: Arc<Shared>,
     members: Vec<JoinHandle<()>>,
@@ -194,6 +195,22 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 impl Shared {
+    fn fresh() -> Arc<Shared> {
+        Arc::new(Shared {
+            claims: AtomicU64::new(0),
+            completed: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            job: UnsafeCell::new(Job {
+                starts: Vec::new(),
+                work: None,
+            }),
+            idle: Mutex::new(()),
+            wake: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+        })
+    }
+
     /// Claims the next chunk of `generation`, if one is left.
     fn claim(&self, generation: u64) -> Option<usize> {
         let mut claims = self.claims.load(Ordering::Acquire);
@@ -257,21 +274,9 @@ fn wait_until(done: impl Fn() -> bool) {
 }
 
 impl Team {
-    pub(crate) fn new(threads: usize) -> Result<Self, ModelError> {
+    pub fn new(threads: usize) -> Result<Self, CpuKernelsError> {
         let threads = threads.max(1);
-        let shared = Arc::new(Shared {
-            claims: AtomicU64::new(0),
-            completed: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
-            shutdown: AtomicBool::new(false),
-            job: UnsafeCell::new(Job {
-                starts: Vec::new(),
-                work: None,
-            }),
-            idle: Mutex::new(()),
-            wake: Condvar::new(),
-            sleepers: AtomicUsize::new(0),
-        });
+        let shared = Shared::fresh();
         let mut team = Team {
             threads,
             shared: shared.clone(),
@@ -281,17 +286,49 @@ impl Team {
         for index in 1..threads {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("mnist-model-{index}"))
+                .name(format!("cpu-kernels-{index}"))
                 .spawn(move || member_loop(&shared))
-                .map_err(|source| ModelError::ThreadPool { threads, source })?;
+                .map_err(|source| CpuKernelsError::ThreadPool { threads, source })?;
             // On an early return `team` is dropped, which stops the members already started.
             team.members.push(handle);
         }
         Ok(team)
     }
 
-    pub(crate) fn threads(&self) -> usize {
+    pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// A team of one: every step runs on the caller.
+    pub fn solo() -> Self {
+        Team {
+            threads: 1,
+            shared: Shared::fresh(),
+            members: Vec::new(),
+            running: Mutex::new(RunState::default()),
+        }
+    }
+
+    /// As [`Team::run`], except that when another caller is running a step, this one runs
+    /// its step alone on the calling thread instead of waiting (concurrent inference requests
+    /// each keep a core busy rather than queueing behind each other).
+    pub fn run_or_solo<F>(&self, chunks_per_phase: &[usize], work: F)
+    where
+        F: Fn(usize, usize, usize) + Sync,
+    {
+        let busy = matches!(
+            self.running.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        );
+        if busy {
+            for (phase, &chunks) in chunks_per_phase.iter().enumerate() {
+                for chunk in 0..chunks {
+                    work(phase, chunk, chunks);
+                }
+            }
+            return;
+        }
+        self.run(chunks_per_phase, work);
     }
 
     /// Runs a step: `work(phase, chunk, chunks_in_phase)` for every chunk of every phase, where
@@ -299,7 +336,7 @@ impl Team {
     /// chunks of one phase in any order and on any member. Returns when all are done.
     ///
     /// A panic in `work` is re-raised here after the step has run to the end.
-    pub(crate) fn run<F>(&self, chunks_per_phase: &[usize], work: F)
+    pub fn run<F>(&self, chunks_per_phase: &[usize], work: F)
     where
         F: Fn(usize, usize, usize) + Sync,
     {
@@ -358,7 +395,7 @@ impl Team {
         wait_until(|| shared.completed.load(Ordering::Acquire) >= total);
         state.record(started.elapsed());
         if shared.panicked.swap(false, Ordering::SeqCst) {
-            panic!("a chunk of a mnist-model step panicked");
+            panic!("a chunk of a cpu-kernels step panicked");
         }
     }
 }
@@ -414,12 +451,7 @@ fn member_loop(shared: &Shared) {
 }
 
 /// Splits `0..len` into `parts` contiguous chunks aligned to `align` and returns chunk `index`.
-pub(crate) fn share(
-    len: usize,
-    align: usize,
-    parts: usize,
-    index: usize,
-) -> std::ops::Range<usize> {
+pub fn share(len: usize, align: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
     let units = len.div_ceil(align);
     let start = (units * index / parts * align).min(len);
     let end = (units * (index + 1) / parts * align).min(len);

@@ -1,0 +1,28 @@
+//! The crate's error type.
+
+/// What can go wrong: a shape that does not fit, or threads that would not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuKernelsError {
+    /// A team's worker threads could not be started.
+    #[error("could not start {threads} worker threads: {source}")]
+    ThreadPool {
+        threads: usize,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("weights hold {found} values, expected {k} x {n} = {expected}")]
+    Weights {
+        k: usize,
+        n: usize,
+        expected: usize,
+        found: usize,
+    },
+    #[error("bias holds {found} values, expected {n}")]
+    Bias { n: usize, found: usize },
+    #[error("input holds {found} values, which is not a whole number of rows of {k}")]
+    Input { k: usize, found: usize },
+    /// A convolution or pooling whose shapes do not fit (says which and why).
+    #[error("{0}")]
+    Geometry(String),
+}
