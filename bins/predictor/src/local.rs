@@ -15,7 +15,7 @@ use predict_json::{InstanceFormat, PyValue};
 use savedmodel_runtime::{LoadedModel, SignatureInfo};
 use storage::Location;
 
-use crate::device::{self, DeviceChoice};
+use compute_device::{self as device, DeviceChoice};
 
 /// The signature gcloud uses when `--signature-name` is not given and the model has several.
 const DEFAULT_SIGNATURE: &str = "serving_default";
@@ -66,7 +66,7 @@ pub struct LocalArgs {
 
 pub fn run(args: LocalArgs) -> Result<()> {
     // A device that cannot be used is a mistake in the command: say so before any I/O.
-    let device = device::open(args.device)?;
+    let device = device::open(args.device, "predictor", "running models")?;
     let (path, format) = match (
         &args.json_instances,
         &args.json_request,

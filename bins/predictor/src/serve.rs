@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::device::{self, DeviceChoice};
+use compute_device::{self as device, DeviceChoice};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -156,7 +156,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if config.header_read_timeout.is_zero() {
         bail!("--header-read-timeout must be more than 0 seconds");
     }
-    config.device = device::open(args.device)?;
+    config.device = device::open(args.device, "predictor", "running models")?;
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {
             max_batch_size: args.max_batch_size.max(1),

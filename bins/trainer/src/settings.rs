@@ -2,15 +2,20 @@
 //!
 //! Hyper-parameter flags are optional here (defaults come from [`TrainConfig::default`], the
 //! tutorial's values) so that a value given explicitly can be told apart from a default when a
-//! job configuration file (`--config`) is merged in.
+//! job configuration file (`--config`) is merged in. What a config means for the run (device,
+//! refused clusters) is decided in `job.rs`, which this module calls and which never sees `Cli`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use compute_device::DeviceChoice;
 use job_config::JobConfig;
 use mnist_model::TrainConfig;
 use storage::Location;
+
+use crate::job::{self, Requested};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +46,10 @@ pub struct Cli {
     /// bit-identical run [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Hold out the last F of the training examples (Keras's `validation_split`) and evaluate on
+    /// them after every epoch (`val_loss`, `val_accuracy`) [default: no validation].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub validation_split: Option<f64>,
     /// Name recorded in job.json [default: mnist_mlp_<unix time>].
     #[arg(long)]
     pub job_name: Option<String>,
@@ -59,16 +68,84 @@ pub struct Cli {
     /// Train on the CPU even when --config asks for a GPU this machine or build cannot provide.
     #[arg(long)]
     pub allow_cpu: bool,
-    /// The validated --config file, loaded once by `job::parse_command_line`.
+    /// The validated --config file, loaded once by [`parse_command_line`].
     #[arg(skip)]
     pub loaded_config: Option<JobConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
+/// Parses the command line. With `--config FILE`, the file is loaded and validated, and the
+/// command line is parsed again behind the config's `jobDir` and `args`, so explicit flags win.
+///
+/// Usage errors, `--help` and `--version` exit the way clap always does; a bad config file is
+/// returned as an error.
+pub fn parse_command_line(argv: Vec<OsString>) -> Result<Cli> {
+    // First find --config without insisting on the required flags: the config may supply them
+    // (`jobDir`, or `--train-file` among its args).
+    let lenient = Cli::command().mut_args(|arg| arg.required(false));
+    let config_path = match lenient.try_get_matches_from(argv.iter()) {
+        Ok(matches) => matches.get_one::<std::path::PathBuf>("config").cloned(),
+        // --help, --version and real usage errors: let the strict parser say it, as usual.
+        Err(_) => return Ok(Cli::parse_from(argv)),
+    };
+    let Some(config_path) = config_path else {
+        return Ok(Cli::parse_from(argv));
+    };
+    // The error already names the file (and each field at fault).
+    let config = JobConfig::from_path(&config_path)?;
+
+    let config_flags = config_flags(&config)?;
+    let mut merged: Vec<OsString> = Vec::with_capacity(argv.len() + config_flags.len());
+    merged.extend(argv.first().cloned());
+    merged.extend(config_flags.into_iter().map(OsString::from));
+    merged.extend(argv.into_iter().skip(1));
+    let matches = match Cli::command()
+        .args_override_self(true)
+        .try_get_matches_from(merged)
+    {
+        Ok(matches) => matches,
+        Err(error) => error.exit(),
+    };
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    cli.loaded_config = Some(config);
+    Ok(cli)
+}
+
+/// The flags a config contributes: `--job-dir <jobDir>`, then `trainingInput.args`, checked to be
+/// flags this trainer understands so that a mistake is blamed on the config, not the command line.
+fn config_flags(config: &JobConfig) -> Result<Vec<String>> {
+    let args_path = crate::job::field_path(config, "args");
+    let args = &config.resolved.args;
+    if let Some(flag) = args
+        .iter()
+        .find(|arg| *arg == "--config" || arg.starts_with("--config="))
+    {
+        bail!(
+            "{}: {args_path}: {flag} cannot be given inside a config file",
+            config.source
+        );
+    }
+    let mut flags = Vec::with_capacity(args.len() + 1);
+    if let Some(job_dir) = &config.resolved.job_dir {
+        flags.push(format!("--job-dir={job_dir}"));
+    }
+    flags.extend(args.iter().cloned());
+    let check = Cli::command()
+        .mut_args(|arg| arg.required(false))
+        .args_override_self(true)
+        .try_get_matches_from(std::iter::once("trainer".to_string()).chain(args.iter().cloned()));
+    if let Err(error) = check {
+        let rendered = error.to_string();
+        let first_line = rendered.lines().next().unwrap_or_default();
+        bail!(
+            "{}: {args_path}: {}",
+            config.source,
+            first_line.strip_prefix("error: ").unwrap_or(first_line)
+        );
+    }
+    Ok(flags)
 }
 
 /// Everything a run needs, validated.
@@ -76,6 +153,7 @@ pub struct Settings {
     pub train_file: Location,
     pub job_dir: Location,
     pub train: TrainConfig,
+    pub validation_split: Option<f64>,
     pub job_name: String,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
@@ -92,7 +170,11 @@ impl Settings {
         // Job configuration files describe machines (`trainingInput`); their args were merged
         // with the flags when the command line was parsed (flags given explicitly win). Here the
         // machine they ask for decides the device, or stops the run.
-        let applied = crate::job::apply_to_run(&cli)?;
+        let applied = job::apply_to_run(Requested {
+            config: cli.loaded_config.as_ref(),
+            device: cli.device,
+            allow_cpu: cli.allow_cpu,
+        })?;
         let defaults = TrainConfig::default();
         let train = TrainConfig {
             epochs: cli.epochs.unwrap_or(defaults.epochs),
@@ -102,9 +184,14 @@ impl Settings {
             seed: cli.seed.unwrap_or(defaults.seed),
         };
         train.validate().context("invalid training flags")?;
+        if let Some(split) = cli.validation_split
+            && !(split.is_finite() && split > 0.0 && split < 1.0)
+        {
+            bail!("--validation-split {split} is not a fraction in (0, 1)");
+        }
         let job_name = match cli.job_name {
             Some(name) if !name.trim().is_empty() => name,
-            Some(_) => anyhow::bail!("--job-name must not be empty"),
+            Some(_) => bail!("--job-name must not be empty"),
             None => format!(
                 "mnist_mlp_{}",
                 std::time::SystemTime::now()
@@ -116,10 +203,40 @@ impl Settings {
             train_file,
             job_dir,
             train,
+            validation_split: cli.validation_split,
             job_name,
             threads: cli.threads.map(usize::from),
             device: applied.device,
             job_config: applied.record,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> JobConfig {
+        JobConfig::parse(text, "c.yaml").unwrap()
+    }
+
+    #[test]
+    fn config_args_are_checked_against_the_trainer_flags() {
+        let good = config("trainingInput:\n  jobDir: out\n  args: [--epochs, '3']\n");
+        assert_eq!(
+            config_flags(&good).unwrap(),
+            ["--job-dir=out", "--epochs", "3"]
+        );
+        let unknown = config("trainingInput:\n  args: [--epochz, '3']\n");
+        let message = config_flags(&unknown).unwrap_err().to_string();
+        assert!(
+            message.starts_with("c.yaml: trainingInput.args: unexpected argument '--epochz' found"),
+            "{message}"
+        );
+        let nested = config("trainingInput:\n  args: [--config=other.yaml]\n");
+        assert_eq!(
+            config_flags(&nested).unwrap_err().to_string(),
+            "c.yaml: trainingInput.args: --config=other.yaml cannot be given inside a config file"
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! the engine unpadded, in Keras's `[in, out]` layout.
 
 pub(crate) mod kernels;
+mod state;
 pub(crate) mod team;
 
 #[cfg(target_arch = "x86_64")]
