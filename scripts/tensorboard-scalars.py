@@ -43,6 +43,9 @@ def python_loader(logdir):
     for run, tags in multiplexer.Runs().items():
         series = {}
         for tag in tags.get("tensors", []):
+            plugin = multiplexer.SummaryMetadata(run, tag).plugin_data.plugin_name
+            if plugin != "scalars":
+                continue  # e.g. the model config Keras writes under the tag "keras"
             points = []
             for event in multiplexer.Tensors(run, tag):
                 array = tensor_util.make_ndarray(event.tensor_proto)

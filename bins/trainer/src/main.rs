@@ -32,7 +32,7 @@ use training::report::{
     DatasetSummary, Hyperparameters, Metrics, ModelSummary, Timings, TrainingReport, Versions,
     shortest_decimal,
 };
-use training::{EvalPass, FitObserver, FitPlan, Position};
+use training::{EvalPass, FitObserver, FitPlan, Position, TensorBoardObserver};
 
 use progress::ProgressObserver;
 use settings::Settings;
@@ -125,8 +125,19 @@ fn run(cli: settings::Cli) -> Result<()> {
         .context("building the model")?;
     eprintln!("Training on {}", model.device_description());
 
+    let mut tensorboard = settings
+        .tensorboard
+        .as_ref()
+        .map(|logs| {
+            TensorBoardObserver::create(&logs.log_dir, logs.log_every_steps)
+                .with_context(|| format!("starting TensorBoard logs in {}", logs.log_dir))
+        })
+        .transpose()?;
     let mut progress = ProgressObserver::new(std::io::stdout().is_terminal());
     let mut observers: Vec<&mut dyn FitObserver> = vec![&mut progress];
+    if let Some(tensorboard) = &mut tensorboard {
+        observers.push(tensorboard);
+    }
     let plan = FitPlan {
         train: train_data,
         validation: validation_data,
@@ -143,6 +154,10 @@ fn run(cli: settings::Cli) -> Result<()> {
         &mut observers,
     )?;
     let eval_seconds = eval_start.elapsed().as_secs_f64();
+    drop(observers);
+    if let Some(tensorboard) = &mut tensorboard {
+        tensorboard.finish().context("writing TensorBoard logs")?;
+    }
 
     let export_start = Instant::now();
     let model_dir = settings.job_dir.join("model");

@@ -50,6 +50,18 @@ pub struct Cli {
     /// them after every epoch (`val_loss`, `val_accuracy`) [default: no validation].
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
+    /// TensorBoard log directory (local path or gs:// URL): event files go to DIR/train and
+    /// DIR/validation, with Keras's tag names [default: $AIP_TENSORBOARD_LOG_DIR, else
+    /// <job-dir>/logs].
+    #[arg(long, value_name = "DIR|URL", env = "AIP_TENSORBOARD_LOG_DIR")]
+    pub tensorboard_dir: Option<String>,
+    /// Write `batch_loss` / `batch_accuracy` to TensorBoard every N optimizer steps; 0 writes
+    /// epoch scalars only [default: 100].
+    #[arg(long, value_name = "N")]
+    pub log_every_steps: Option<u64>,
+    /// Write no TensorBoard logs.
+    #[arg(long)]
+    pub no_tensorboard: bool,
     /// Name recorded in job.json [default: mnist_mlp_<unix time>].
     #[arg(long)]
     pub job_name: Option<String>,
@@ -154,12 +166,24 @@ pub struct Settings {
     pub job_dir: Location,
     pub train: TrainConfig,
     pub validation_split: Option<f64>,
+    /// Where and how often to write TensorBoard logs; `None` with `--no-tensorboard`.
+    pub tensorboard: Option<TensorBoardSettings>,
     pub job_name: String,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
     /// `--config` as validated, resolved and applied (see `job.rs`), for job.json.
     pub job_config: Option<serde_json::Value>,
 }
+
+/// `--tensorboard-dir` / `AIP_TENSORBOARD_LOG_DIR` / `<job-dir>/logs`, and `--log-every-steps`.
+pub struct TensorBoardSettings {
+    pub log_dir: Location,
+    pub log_every_steps: u64,
+}
+
+/// Batch scalars every 100 steps: 19 points per MNIST epoch, at a cost too small to measure
+/// (see BENCHMARKS.md).
+const DEFAULT_LOG_EVERY_STEPS: u64 = 100;
 
 impl Settings {
     pub fn resolve(cli: Cli) -> Result<Settings> {
@@ -189,6 +213,20 @@ impl Settings {
         {
             bail!("--validation-split {split} is not a fraction in (0, 1)");
         }
+        let tensorboard = if cli.no_tensorboard {
+            None
+        } else {
+            let log_dir = match &cli.tensorboard_dir {
+                Some(dir) => Location::parse(dir).with_context(|| {
+                    format!("--tensorboard-dir (or AIP_TENSORBOARD_LOG_DIR) {dir:?}")
+                })?,
+                None => job_dir.join("logs"),
+            };
+            Some(TensorBoardSettings {
+                log_dir,
+                log_every_steps: cli.log_every_steps.unwrap_or(DEFAULT_LOG_EVERY_STEPS),
+            })
+        };
         let job_name = match cli.job_name {
             Some(name) if !name.trim().is_empty() => name,
             Some(_) => bail!("--job-name must not be empty"),
@@ -204,6 +242,7 @@ impl Settings {
             job_dir,
             train,
             validation_split: cli.validation_split,
+            tensorboard,
             job_name,
             threads: cli.threads.map(usize::from),
             device: applied.device,

@@ -18,6 +18,8 @@
 //! * [`observer`]: the observer interface (Keras's callbacks): progress printing, TensorBoard,
 //!   checkpointing and metric files are observers the binary plugs in, not code in the loop.
 //!   Read its module documentation before implementing one.
+//! * [`tensorboard`]: [`TensorBoardObserver`], Keras's TensorBoard callback (event files via
+//!   the `tfevents` crate).
 //! * [`export`]: weights → SavedModel files → `<job-dir>/model/`.
 //! * [`report`]: [`TrainingReport`], the typed job.json.
 //! * [`TrainingError`]: the crate's one error type; observers fail with any boxed error
@@ -32,6 +34,7 @@ pub mod export;
 mod fit;
 pub mod observer;
 pub mod report;
+pub mod tensorboard;
 
 pub use error::{ObserverError, TrainingError};
 pub use fit::{EpochRecord, FitPlan, FitResult, Position, evaluate, fit, split_validation};
@@ -40,3 +43,4 @@ pub use observer::{
     TrainBatchEnd, TrainBegin,
 };
 pub use report::TrainingReport;
+pub use tensorboard::TensorBoardObserver;
