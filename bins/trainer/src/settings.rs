@@ -50,6 +50,20 @@ pub struct Cli {
     /// them after every epoch (`val_loss`, `val_accuracy`) [default: no validation].
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
+    /// Also write a checkpoint every N optimizer steps (one is always written at each epoch end
+    /// and on SIGTERM) [default: 0, epoch ends only].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub checkpoint_every_steps: u64,
+    /// How many checkpoints to keep (the oldest are deleted).
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_checkpoints: u64,
+    /// Where checkpoints go [default: $AIP_CHECKPOINT_DIR, else <job-dir>/checkpoints].
+    #[arg(long, value_name = "DIR|URL", env = "AIP_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<String>,
+    /// `auto`: continue from the latest checkpoint when there is one; `never`: start over (old
+    /// checkpoints are deleted only once the first new one is written).
+    #[arg(long, value_enum, default_value_t = ResumeMode::Auto)]
+    pub resume: ResumeMode,
     /// Name recorded in job.json [default: mnist_mlp_<unix time>].
     #[arg(long)]
     pub job_name: Option<String>,
@@ -148,12 +162,23 @@ fn config_flags(config: &JobConfig) -> Result<Vec<String>> {
     Ok(flags)
 }
 
+/// `--resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResumeMode {
+    Auto,
+    Never,
+}
+
 /// Everything a run needs, validated.
 pub struct Settings {
     pub train_file: Location,
     pub job_dir: Location,
     pub train: TrainConfig,
     pub validation_split: Option<f64>,
+    pub checkpoint_dir: Location,
+    pub checkpoint_every_steps: u64,
+    pub keep_checkpoints: usize,
+    pub resume: ResumeMode,
     pub job_name: String,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
@@ -167,6 +192,11 @@ impl Settings {
             .with_context(|| format!("--train-file {:?}", cli.train_file))?;
         let job_dir = Location::parse(&cli.job_dir)
             .with_context(|| format!("--job-dir {:?}", cli.job_dir))?;
+        let checkpoint_dir = match cli.checkpoint_dir.as_deref().filter(|d| !d.is_empty()) {
+            Some(dir) => Location::parse(dir)
+                .with_context(|| format!("--checkpoint-dir (or AIP_CHECKPOINT_DIR) {dir:?}"))?,
+            None => job_dir.join("checkpoints"),
+        };
         // Job configuration files describe machines (`trainingInput`); their args were merged
         // with the flags when the command line was parsed (flags given explicitly win). Here the
         // machine they ask for decides the device, or stops the run.
@@ -204,6 +234,10 @@ impl Settings {
             job_dir,
             train,
             validation_split: cli.validation_split,
+            checkpoint_dir,
+            checkpoint_every_steps: cli.checkpoint_every_steps,
+            keep_checkpoints: usize::try_from(cli.keep_checkpoints).unwrap_or(usize::MAX),
+            resume: cli.resume,
             job_name,
             threads: cli.threads.map(usize::from),
             device: applied.device,

@@ -68,6 +68,10 @@ fn trains_from_and_exports_to_gcs() {
     assert_eq!(
         listed,
         [
+            // The epoch-end checkpoint; no staging prefix or write probe is left behind.
+            "checkpoints/checkpoint",
+            "checkpoints/ckpt-32.data-00000-of-00001",
+            "checkpoints/ckpt-32.index",
             "job.json",
             "model/saved_model.pb",
             "model/variables/variables.data-00000-of-00001",
@@ -100,4 +104,26 @@ fn trains_from_and_exports_to_gcs() {
             .unwrap()
             .to_vec()
     );
+}
+
+#[test]
+fn a_job_dir_in_a_missing_bucket_fails_before_the_data_is_loaded() {
+    let emulator = GcsEmulator::start_with_buckets(&["mnist-bucket"]).expect("emulator starts");
+    let out = trainer_command()
+        .args([
+            "--train-file",
+            small_mnist().to_str().unwrap(),
+            "--job-dir",
+            "gs://no-such-bucket/jobs/run-1",
+        ])
+        .env("STORAGE_EMULATOR_HOST", emulator.endpoint())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --job-dir gs://no-such-bucket/jobs/run-1 is not writable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Loaded"), "{stderr}");
 }

@@ -38,7 +38,8 @@ pub fn trainer_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
     command
         .env_remove("STORAGE_EMULATOR_HOST")
-        .env_remove("TF_CONFIG");
+        .env_remove("TF_CONFIG")
+        .env_remove("AIP_CHECKPOINT_DIR");
     command
 }
 
