@@ -8,7 +8,8 @@
 # (uniform between the first checkpoint write and the end of the last epoch, so kills also land
 # inside checkpoint writes), resumes it to completion and compares the exported weights
 # (variables.data) byte for byte with the uninterrupted run. Prints one line per point and a
-# summary; exits 1 if any point differs. Builds the trainer in release mode first.
+# summary; exits 1 if any point differs. Builds the trainer in release mode first, unless
+# $TRAINER names a binary to use.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -24,8 +25,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -q -p trainer
-TRAINER="$ROOT/target/release/trainer"
+if [ -z "${TRAINER:-}" ]; then
+  cargo build --release -q -p trainer
+  TRAINER="$ROOT/target/release/trainer"
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 FLAGS=(--train-file "$DATA" --epochs "$EPOCHS" --seed "$SEED" --threads "$THREADS"

@@ -96,7 +96,19 @@ fn random_steps(count: usize) -> (u64, Vec<u64>) {
 fn sigkill_at_random_steps_then_resume_ends_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
-    succeeded(&run(&reference, &[], &[]));
+    let out = run(&reference, &[], &[]);
+    succeeded(&out);
+    // Keras's verbose=2 epoch line with the validation metrics, then the final test lines.
+    let stdout = text(&out.stdout);
+    let epoch_line = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        epoch_line.starts_with("29/29 - ")
+            && epoch_line.contains(" - loss: ")
+            && epoch_line.contains(" - val_loss: ")
+            && epoch_line.contains(" - val_accuracy: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nTest Loss: "), "{stdout}");
     let expected = outcome(&reference);
 
     let (seed, steps) = random_steps(4);
