@@ -15,7 +15,13 @@
 //! The flags mirror the tutorial's `trainer.task` arguments as Cloud ML Engine passes them.
 //! Informational messages go to stderr so that stdout stays the run's record. Every failure
 //! exits with status 1 and a single `error: ...: ...` line (the anyhow chain), never a panic.
+//!
+//! Checkpoints (TensorFlow tensor bundles + `checkpoint` state file) go to `<job-dir>/checkpoints`
+//! or `AIP_CHECKPOINT_DIR`; a run started on a job dir that holds one continues from it
+//! (`--resume auto`), bit-identically. SIGTERM (preemption) writes a checkpoint after the current
+//! step and exits with [`EXIT_PREEMPTED`] (75).
 
+mod faults;
 mod job;
 mod progress;
 mod settings;
@@ -23,19 +29,34 @@ mod settings;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use mnist_model::{EngineOptions, Mlp, ModelConfig};
+use training::checkpoint::{
+    CheckpointManager, CheckpointObserver, CheckpointSchedule, RunFingerprint, data_checksum,
+};
 use training::report::{
-    DatasetSummary, Hyperparameters, Metrics, ModelSummary, Timings, TrainingReport, Versions,
-    shortest_decimal,
+    DatasetSummary, Hyperparameters, Metrics, ModelSummary, ResumedFrom, Timings, TrainingReport,
+    Versions, shortest_decimal,
 };
 use training::{EvalPass, FitObserver, FitPlan, Position, TensorBoardObserver};
 
 use progress::ProgressObserver;
-use settings::Settings;
+use settings::{ResumeMode, Settings};
+
+/// Exit status after SIGTERM: a checkpoint was written and the run stopped; rerunning the same
+/// command continues it (sysexits' EX_TEMPFAIL, "try again later").
+const EXIT_PREEMPTED: u8 = 75;
+
+/// How a run ended without an error.
+enum Finished {
+    Completed,
+    /// Stopped by SIGTERM after writing a checkpoint.
+    Preempted,
+}
 
 /// MNIST has ten digit classes; the reference network's output layer has one unit per class.
 const NUM_CLASSES: usize = 10;
@@ -49,7 +70,8 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Finished::Completed) => ExitCode::SUCCESS,
+        Ok(Finished::Preempted) => ExitCode::from(EXIT_PREEMPTED),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -70,14 +92,20 @@ fn unix_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn run(cli: settings::Cli) -> Result<()> {
+fn run(cli: settings::Cli) -> Result<Finished> {
     let started = Instant::now();
     let started_unix = unix_seconds();
+    // From here on SIGTERM only sets this flag; the checkpoint observer acts on it between steps.
+    let stop_requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop_requested))
+        .context("installing the SIGTERM handler")?;
     let settings = Settings::resolve(cli)?;
     let train = &settings.train;
 
-    // Before the data: a device that is not there should fail the run at once.
+    // Before the data: a device that is not there, or a job directory that cannot be written,
+    // should fail the run at once.
     let device = compute_device::open(settings.device, "trainer", "training")?;
+    training::export::probe_job_dir(&settings.job_dir)?;
     let load_start = Instant::now();
     let splits = idx_dataset::load_mnist_blocking(&settings.train_file)
         .with_context(|| format!("loading MNIST from {}", settings.train_file))?;
@@ -121,8 +149,69 @@ fn run(cli: settings::Cli) -> Result<()> {
         threads: settings.threads,
         ..EngineOptions::default()
     };
-    let mut model = Mlp::new(model_config.clone(), train.seed, &device, &options)
-        .context("building the model")?;
+    let fingerprint = RunFingerprint {
+        input_dim: model_config.input_dim,
+        hidden_units: model_config.hidden_units.clone(),
+        num_classes: model_config.num_classes,
+        dropout_rate: shortest_decimal(model_config.dropout_rate),
+        batch_size: train.batch_size,
+        learning_rate: shortest_decimal(train.learning_rate),
+        momentum: shortest_decimal(train.momentum),
+        seed: train.seed,
+        train_examples: train_data.len(),
+        validation_examples: validation_data.map_or(0, |v| v.len()),
+        image_dims: [rows, cols],
+        train_data_crc32c: data_checksum(train_data),
+    };
+    let mut checkpoints =
+        CheckpointManager::open(settings.checkpoint_dir.clone(), settings.keep_checkpoints)?;
+    let resumed = match settings.resume {
+        ResumeMode::Auto => checkpoints.load_latest(&fingerprint)?,
+        ResumeMode::Never => None,
+    };
+    let (mut model, start, resumed_from) = match resumed {
+        Some((prefix, state)) => {
+            if state.position.epoch > train.epochs
+                || (state.position.epoch == train.epochs && state.position.batch > 0)
+            {
+                bail!(
+                    "checkpoint {prefix} is at epoch {} of a longer run, but --epochs is {}",
+                    state.position.epoch + 1,
+                    train.epochs
+                );
+            }
+            let model = Mlp::resume(
+                model_config.clone(),
+                &state.weights,
+                &state.slots,
+                state.global_step,
+                train.seed,
+                &device,
+                &options,
+            )
+            .with_context(|| format!("restoring checkpoint {prefix}"))?;
+            eprintln!(
+                "Resuming from checkpoint {prefix} (epoch {}, batch {}, step {})",
+                state.position.epoch + 1,
+                state.position.batch,
+                state.global_step
+            );
+            checkpoints.adopt_listed();
+            let from = ResumedFrom {
+                checkpoint: prefix.url(),
+                global_step: state.global_step,
+                epoch: state.position.epoch,
+                batch: state.position.batch,
+            };
+            (model, state.position, Some(from))
+        }
+        None => (
+            Mlp::new(model_config.clone(), train.seed, &device, &options)
+                .context("building the model")?,
+            Position::default(),
+            None,
+        ),
+    };
     eprintln!("Training on {}", model.device_description());
 
     let mut tensorboard = settings
@@ -133,17 +222,50 @@ fn run(cli: settings::Cli) -> Result<()> {
                 .with_context(|| format!("starting TensorBoard logs in {}", logs.log_dir))
         })
         .transpose()?;
+    let mut kill_after = faults::SignalAfterStep::kill_from_env();
+    let mut term_after = faults::SignalAfterStep::term_from_env();
     let mut progress = ProgressObserver::new(std::io::stdout().is_terminal());
-    let mut observers: Vec<&mut dyn FitObserver> = vec![&mut progress];
-    if let Some(tensorboard) = &mut tensorboard {
-        observers.push(tensorboard);
-    }
+    let mut checkpointer = CheckpointObserver::new(
+        checkpoints,
+        fingerprint,
+        CheckpointSchedule {
+            every_steps: settings.checkpoint_every_steps,
+        },
+        Arc::clone(&stop_requested),
+    );
     let plan = FitPlan {
         train: train_data,
         validation: validation_data,
         config: train,
     };
-    let fitted = training::fit(&mut model, &plan, Position::default(), &mut observers)?;
+    let fitted = {
+        let mut observers: Vec<&mut dyn FitObserver> = vec![&mut term_after, &mut progress];
+        if let Some(tensorboard) = &mut tensorboard {
+            observers.push(tensorboard);
+        }
+        observers.push(&mut checkpointer);
+        observers.push(&mut kill_after);
+        training::fit(&mut model, &plan, start, &mut observers)?
+    };
+    // Finished or stopped by SIGTERM: either way the logs so far must be visible.
+    if let Some(tensorboard) = &mut tensorboard {
+        tensorboard.finish().context("writing TensorBoard logs")?;
+    }
+    if fitted.stopped {
+        let at = checkpointer
+            .stopped_at()
+            .map_or_else(|| "no checkpoint".to_string(), |l| l.to_string());
+        eprintln!(
+            "Stopped by SIGTERM after step {}; checkpoint {at} written. Run the same command to continue.",
+            model.steps_taken()
+        );
+        return Ok(Finished::Preempted);
+    }
+    let (written, checkpoint_seconds) = checkpointer.cost();
+    if written > 0 {
+        eprintln!("Wrote {written} checkpoints in {checkpoint_seconds:.3}s");
+    }
+    let mut observers: Vec<&mut dyn FitObserver> = vec![&mut progress];
 
     let eval_start = Instant::now();
     let test = training::evaluate(
@@ -154,17 +276,10 @@ fn run(cli: settings::Cli) -> Result<()> {
         &mut observers,
     )?;
     let eval_seconds = eval_start.elapsed().as_secs_f64();
-    drop(observers);
-    if let Some(tensorboard) = &mut tensorboard {
-        tensorboard.finish().context("writing TensorBoard logs")?;
-    }
 
     let export_start = Instant::now();
-    let model_dir = settings.job_dir.join("model");
+    let model_dir = settings.job_dir.join(training::export::MODEL_DIR);
     let weights = model.weights().context("reading the trained weights")?;
-    training::export::write_saved_model(&model_dir, weights)?;
-    let export_seconds = export_start.elapsed().as_secs_f64();
-    eprintln!("Model exported to {model_dir}");
 
     let position = fitted.position;
     let report = TrainingReport {
@@ -208,13 +323,14 @@ fn run(cli: settings::Cli) -> Result<()> {
             train_total: position.history_seconds.iter().sum(),
             train_epochs: position.history_seconds.clone(),
             evaluate: eval_seconds,
-            export: export_seconds,
+            // Up to encoding job.json: publishing the files comes after (job.json is part of it).
+            export: export_start.elapsed().as_secs_f64(),
             total: started.elapsed().as_secs_f64(),
         },
         device: model.device_description(),
         threads: model.threads(),
         job_config: settings.job_config.clone(),
-        resumed_from: None,
+        resumed_from,
         versions: Versions {
             trainer: env!("CARGO_PKG_VERSION").to_string(),
             crates: crate_versions(),
@@ -222,14 +338,17 @@ fn run(cli: settings::Cli) -> Result<()> {
         started_at_unix: started_unix,
         finished_at_unix: unix_seconds(),
     };
-    let job_json = settings.job_dir.join("job.json");
-    job_json
-        .write_blocking(Bytes::from(report.to_json()?))
-        .with_context(|| format!("writing {job_json}"))?;
+    training::export::publish(
+        &settings.job_dir,
+        weights,
+        &report.to_json()?,
+        faults::export_hook(),
+    )?;
+    eprintln!("Model exported to {model_dir}");
 
     say(&format!("Test Loss: {}", test.loss()))?;
     say(&format!("Test Accuracy: {}", test.accuracy()))?;
-    Ok(())
+    Ok(Finished::Completed)
 }
 
 /// `name -> version` of the crates this binary was built from (see build.rs).

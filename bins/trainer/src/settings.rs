@@ -62,6 +62,20 @@ pub struct Cli {
     /// Write no TensorBoard logs.
     #[arg(long)]
     pub no_tensorboard: bool,
+    /// Also write a checkpoint every N optimizer steps (one is always written at each epoch end
+    /// and on SIGTERM) [default: 0, epoch ends only].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub checkpoint_every_steps: u64,
+    /// How many checkpoints to keep (the oldest are deleted).
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_checkpoints: u64,
+    /// Where checkpoints go [default: $AIP_CHECKPOINT_DIR, else <job-dir>/checkpoints].
+    #[arg(long, value_name = "DIR|URL", env = "AIP_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<String>,
+    /// `auto`: continue from the latest checkpoint when there is one; `never`: start over (old
+    /// checkpoints are deleted only once the first new one is written).
+    #[arg(long, value_enum, default_value_t = ResumeMode::Auto)]
+    pub resume: ResumeMode,
     /// Name recorded in job.json [default: mnist_mlp_<unix time>].
     #[arg(long)]
     pub job_name: Option<String>,
@@ -160,6 +174,13 @@ fn config_flags(config: &JobConfig) -> Result<Vec<String>> {
     Ok(flags)
 }
 
+/// `--resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResumeMode {
+    Auto,
+    Never,
+}
+
 /// Everything a run needs, validated.
 pub struct Settings {
     pub train_file: Location,
@@ -168,6 +189,10 @@ pub struct Settings {
     pub validation_split: Option<f64>,
     /// Where and how often to write TensorBoard logs; `None` with `--no-tensorboard`.
     pub tensorboard: Option<TensorBoardSettings>,
+    pub checkpoint_dir: Location,
+    pub checkpoint_every_steps: u64,
+    pub keep_checkpoints: usize,
+    pub resume: ResumeMode,
     pub job_name: String,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
@@ -191,6 +216,11 @@ impl Settings {
             .with_context(|| format!("--train-file {:?}", cli.train_file))?;
         let job_dir = Location::parse(&cli.job_dir)
             .with_context(|| format!("--job-dir {:?}", cli.job_dir))?;
+        let checkpoint_dir = match cli.checkpoint_dir.as_deref().filter(|d| !d.is_empty()) {
+            Some(dir) => Location::parse(dir)
+                .with_context(|| format!("--checkpoint-dir (or AIP_CHECKPOINT_DIR) {dir:?}"))?,
+            None => job_dir.join("checkpoints"),
+        };
         // Job configuration files describe machines (`trainingInput`); their args were merged
         // with the flags when the command line was parsed (flags given explicitly win). Here the
         // machine they ask for decides the device, or stops the run.
@@ -243,6 +273,10 @@ impl Settings {
             train,
             validation_split: cli.validation_split,
             tensorboard,
+            checkpoint_dir,
+            checkpoint_every_steps: cli.checkpoint_every_steps,
+            keep_checkpoints: usize::try_from(cli.keep_checkpoints).unwrap_or(usize::MAX),
+            resume: cli.resume,
             job_name,
             threads: cli.threads.map(usize::from),
             device: applied.device,

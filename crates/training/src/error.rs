@@ -50,6 +50,19 @@ pub enum TrainingError {
         source: Box<storage::StorageError>,
     },
 
+    /// A checkpoint cannot be used: corrupt, or from another configuration (the message names
+    /// the files and each difference), or the state file is unreadable.
+    #[error("{0}")]
+    Checkpoint(String),
+
+    /// A local filesystem operation of the export failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// job.json could not be encoded or decoded.
     #[error("{context}: {source}")]
     Json {

@@ -20,6 +20,9 @@
 //!   Read its module documentation before implementing one.
 //! * [`tensorboard`]: [`TensorBoardObserver`], Keras's TensorBoard callback (event files via
 //!   the `tfevents` crate).
+//! * [`checkpoint`]: TensorFlow tensor-bundle checkpoints with the `checkpoint` state file, the
+//!   manager that keeps the last K, and the observer that writes them (every N steps, at epoch
+//!   ends, on a stop request).
 //! * [`export`]: weights → SavedModel files → `<job-dir>/model/`.
 //! * [`report`]: [`TrainingReport`], the typed job.json.
 //! * [`TrainingError`]: the crate's one error type; observers fail with any boxed error
@@ -29,6 +32,7 @@
 //! what it must guarantee (bit-identical resume, Keras's metric and step conventions) is easier
 //! to keep exact in our own code than behind a framework's abstractions.
 
+pub mod checkpoint;
 mod error;
 pub mod export;
 mod fit;

@@ -39,7 +39,8 @@ pub fn trainer_command() -> Command {
     command
         .env_remove("STORAGE_EMULATOR_HOST")
         .env_remove("TF_CONFIG")
-        .env_remove("AIP_TENSORBOARD_LOG_DIR");
+        .env_remove("AIP_TENSORBOARD_LOG_DIR")
+        .env_remove("AIP_CHECKPOINT_DIR");
     command
 }
 
