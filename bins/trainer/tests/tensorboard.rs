@@ -280,3 +280,38 @@ fn gs_logs_are_uploaded_and_tensorboard_reads_them() {
         [(0, bits(&job["metrics"]["epochs"][0]["loss"]))]
     );
 }
+
+#[test]
+fn a_preempted_and_resumed_run_continues_its_curves() {
+    let temp = tempfile::tempdir().unwrap();
+    let job_dir = temp.path().join("job");
+    let flags = ["--epochs", "2", "--log-every-steps", "4", "--threads", "2"];
+    // SIGTERM after step 45 of 64 (32 per epoch): a checkpoint, exit 75, logs flushed.
+    let out = common::train_small_command(&job_dir, &flags)
+        .env("TRAINER_FAULT_SIGTERM_AFTER_STEP", "45")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    let preempted = tensorboard_scalars(&job_dir.join("logs"));
+    assert_eq!(
+        preempted["train"]["batch_loss"].last().map(|point| point.0),
+        Some(44)
+    );
+
+    let out = train_small(&job_dir, &flags);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = job_json(&job_dir);
+    let loaded = tensorboard_scalars(&job_dir.join("logs"));
+    let train = &loaded["train"];
+    assert_eq!(
+        train["batch_loss"].iter().map(|p| p.0).collect::<Vec<_>>(),
+        (1..=16).map(|i| i * 4).collect::<Vec<_>>(),
+        "one series across both processes' files"
+    );
+    for epoch in 0..2 {
+        assert_eq!(
+            train["epoch_loss"][epoch],
+            (epoch as i64, bits(&job["metrics"]["epochs"][epoch]["loss"]))
+        );
+    }
+}
