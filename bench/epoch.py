@@ -34,7 +34,7 @@ def cpu_model():
 
 def run_ours(args, work, extra=()):
     job_dir = tempfile.mkdtemp(prefix="job-", dir=work)
-    trainer = os.path.join(ROOT, "target", "release", "trainer")
+    trainer = args.trainer or os.path.join(ROOT, "target", "release", "trainer")
     cmd = [trainer, "--train-file", args.data, "--job-dir", job_dir,
            "--threads", str(args.threads), "--seed", str(args.seed), *extra]
     time_bin = shutil.which("time") or "/usr/bin/time"
@@ -83,6 +83,7 @@ def main():
     parser.add_argument("--venv", default=os.path.join(ROOT, ".venv-peers"))
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--trainer", help="trainer binary [default: target/release/trainer]")
     parser.add_argument("--checkpoint-every", type=int, default=0,
                         help="also run the trainer with --checkpoint-every-steps N (contender "
                              "'ours+ckpt'); the plain contender writes only its epoch-end checkpoint")
