@@ -32,11 +32,11 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def run_ours(args, work):
+def run_ours(args, work, extra=()):
     job_dir = tempfile.mkdtemp(prefix="job-", dir=work)
-    trainer = os.path.join(ROOT, "target", "release", "trainer")
+    trainer = args.trainer or os.path.join(ROOT, "target", "release", "trainer")
     cmd = [trainer, "--train-file", args.data, "--job-dir", job_dir,
-           "--threads", str(args.threads), "--seed", str(args.seed)]
+           "--threads", str(args.threads), "--seed", str(args.seed), *extra]
     time_bin = shutil.which("time") or "/usr/bin/time"
     proc = subprocess.run([time_bin, "-v"] + cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -44,12 +44,16 @@ def run_ours(args, work):
     with open(os.path.join(job_dir, "job.json")) as f:
         job = json.load(f)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    # "Wrote K checkpoints in S s" (stderr), when checkpoints were written.
+    written = re.search(r"Wrote (\d+) checkpoints in ([0-9.]+)s", proc.stderr)
     shutil.rmtree(job_dir, ignore_errors=True)
     return {
         "epoch_seconds": job["timings_seconds"]["train_epochs"][0],
         "test_accuracy": job["metrics"]["test_accuracy"],
         "peak_rss_mib": int(rss.group(1)) / 1024 if rss else None,
         "version": "trainer " + job["versions"]["trainer"] + ", " + job["device"],
+        "checkpoints": int(written.group(1)) if written else 0,
+        "checkpoint_seconds": float(written.group(2)) if written else 0.0,
     }
 
 
@@ -79,12 +83,19 @@ def main():
     parser.add_argument("--venv", default=os.path.join(ROOT, ".venv-peers"))
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--trainer", help="trainer binary [default: target/release/trainer]")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="also run the trainer with --checkpoint-every-steps N (contender "
+                             "'ours+ckpt'); the plain contender writes only its epoch-end checkpoint")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.venv, "bin", "python")):
         sys.exit(f"{args.venv} missing: run bench/peers/setup.sh first")
 
-    contenders = [("ours", lambda: run_ours(args, work)),
-                  ("pytorch", lambda: run_peer(args, "pytorch_mlp.py"))]
+    contenders = [("ours", lambda: run_ours(args, work))]
+    if args.checkpoint_every:
+        every = ["--checkpoint-every-steps", str(args.checkpoint_every)]
+        contenders.append(("ours+ckpt", lambda: run_ours(args, work, every)))
+    contenders.append(("pytorch", lambda: run_peer(args, "pytorch_mlp.py")))
     if not args.no_keras:
         contenders.append(("keras", lambda: run_peer(args, "keras_mlp.py")))
 
@@ -116,6 +127,15 @@ def main():
         print(f"\nTrainer peak RSS (whole process, /usr/bin/time -v): {max(rss):.1f} MiB")
     ratio = statistics.median(r["epoch_seconds"] for r in results["ours"]) / torch_median
     print(f"Ratio ours / PyTorch (medians): {ratio:.2f}")
+    if args.checkpoint_every:
+        plain = statistics.median(r["epoch_seconds"] for r in results["ours"])
+        with_ckpt = statistics.median(r["epoch_seconds"] for r in results["ours+ckpt"])
+        writes = statistics.median(r["checkpoint_seconds"] for r in results["ours+ckpt"])
+        count = results["ours+ckpt"][0]["checkpoints"]
+        print(f"Checkpoint every {args.checkpoint_every} steps: {count} checkpoints, writing them "
+              f"took {writes:.3f} s = {100 * writes / with_ckpt:.1f}% of the epoch; epoch "
+              f"{with_ckpt:.3f} s vs {plain:.3f} s without ({100 * (with_ckpt / plain - 1):+.1f}%); "
+              f"ours+ckpt / PyTorch {with_ckpt / torch_median:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "seed": args.seed, "cpu": cpu_model(),

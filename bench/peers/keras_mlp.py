@@ -22,6 +22,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import mnist_data  # noqa: E402
 
 
+def tutorial_model(keras):
+    """The tutorial's model, compiled (also used by scripts/keras-tensorboard-run.py)."""
+    model = keras.Sequential([
+        keras.Input(shape=(784,)),
+        keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def main():
     args = mnist_data.parse_args()
 
@@ -36,19 +54,7 @@ def main():
     y_train = keras.utils.to_categorical(y_train, 10)
     y_test = keras.utils.to_categorical(y_test, 10)
 
-    model = keras.Sequential([
-        keras.Input(shape=(784,)),
-        keras.layers.Dense(512, activation="relu"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = tutorial_model(keras)
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):

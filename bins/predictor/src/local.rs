@@ -15,7 +15,7 @@ use predict_json::{InstanceFormat, PyValue};
 use savedmodel_runtime::{DEFAULT_SIGNATURE, LoadedModel, SignatureInfo};
 use storage::Location;
 
-use crate::device::{self, DeviceChoice};
+use compute_device::{self as device, DeviceChoice};
 
 /// Large enough that ordinary files run as one batch; bounds memory for huge files.
 const DEFAULT_MAX_BATCH: usize = 16_384;
@@ -67,7 +67,7 @@ pub struct LocalArgs {
 
 pub fn run(args: LocalArgs) -> Result<()> {
     // A device that cannot be used is a mistake in the command: say so before any I/O.
-    let device = device::open(args.device)?;
+    let device = device::open(args.device, "predictor", "running models")?;
     let (path, format) = match (
         &args.json_instances,
         &args.json_request,

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client;
-mod device;
 mod local;
 mod log_writer;
 mod serve;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::device::{self, DeviceChoice};
+use compute_device::{self as device, DeviceChoice};
 
 const DEFAULT_REGISTRY: &str = "predictor-registry";
 
@@ -278,7 +278,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.cors_origins = args.cors_origins;
     config.allow_unauthenticated_changes = args.allow_unauthenticated_changes;
     config.memory_budget = args.memory_budget_mb.saturating_mul(1 << 20);
-    config.device = device::open(args.device)?;
+    config.device = device::open(args.device, "predictor", "running models")?;
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {
             max_batch_size: args.max_batch_size.max(1),

@@ -13,93 +13,17 @@
 //!   them) are refused: this trainer runs on one machine. A distributed `TF_CONFIG` is refused for
 //!   the same reason.
 //! * The validated config, what it resolved to and what was applied go into `job.json`.
-
-use std::ffi::OsString;
+//!
+//! Reading the command line (and merging a config's `args` into it) is `settings.rs`'s job; this
+//! module only decides what a loaded config means for the run, so it never needs the `Cli` type.
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use compute_device::DeviceChoice;
 use job_config::{DeviceKind, JobConfig, ResolvedJob, ScaleTier, TfConfig};
 use serde_json::json;
 
-use crate::settings::{Cli, DeviceChoice};
-
-/// Parses the command line. With `--config FILE`, the file is loaded and validated, and the
-/// command line is parsed again behind the config's `jobDir` and `args`, so explicit flags win.
-///
-/// Usage errors, `--help` and `--version` exit the way clap always does; a bad config file is
-/// returned as an error.
-pub fn parse_command_line(argv: Vec<OsString>) -> Result<Cli> {
-    // First find --config without insisting on the required flags: the config may supply them
-    // (`jobDir`, or `--train-file` among its args).
-    let lenient = Cli::command().mut_args(|arg| arg.required(false));
-    let config_path = match lenient.try_get_matches_from(argv.iter()) {
-        Ok(matches) => matches.get_one::<std::path::PathBuf>("config").cloned(),
-        // --help, --version and real usage errors: let the strict parser say it, as usual.
-        Err(_) => return Ok(Cli::parse_from(argv)),
-    };
-    let Some(config_path) = config_path else {
-        return Ok(Cli::parse_from(argv));
-    };
-    // The error already names the file (and each field at fault).
-    let config = JobConfig::from_path(&config_path)?;
-
-    let config_flags = config_flags(&config)?;
-    let mut merged: Vec<OsString> = Vec::with_capacity(argv.len() + config_flags.len());
-    merged.extend(argv.first().cloned());
-    merged.extend(config_flags.into_iter().map(OsString::from));
-    merged.extend(argv.into_iter().skip(1));
-    let matches = match Cli::command()
-        .args_override_self(true)
-        .try_get_matches_from(merged)
-    {
-        Ok(matches) => matches,
-        Err(error) => error.exit(),
-    };
-    let mut cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(error) => error.exit(),
-    };
-    cli.loaded_config = Some(config);
-    Ok(cli)
-}
-
-/// The flags a config contributes: `--job-dir <jobDir>`, then `trainingInput.args`, checked to be
-/// flags this trainer understands so that a mistake is blamed on the config, not the command line.
-fn config_flags(config: &JobConfig) -> Result<Vec<String>> {
-    let args_path = field_path(config, "args");
-    let args = &config.resolved.args;
-    if let Some(flag) = args
-        .iter()
-        .find(|arg| *arg == "--config" || arg.starts_with("--config="))
-    {
-        bail!(
-            "{}: {args_path}: {flag} cannot be given inside a config file",
-            config.source
-        );
-    }
-    let mut flags = Vec::with_capacity(args.len() + 1);
-    if let Some(job_dir) = &config.resolved.job_dir {
-        flags.push(format!("--job-dir={job_dir}"));
-    }
-    flags.extend(args.iter().cloned());
-    let check = Cli::command()
-        .mut_args(|arg| arg.required(false))
-        .args_override_self(true)
-        .try_get_matches_from(std::iter::once("trainer".to_string()).chain(args.iter().cloned()));
-    if let Err(error) = check {
-        let rendered = error.to_string();
-        let first_line = rendered.lines().next().unwrap_or_default();
-        bail!(
-            "{}: {args_path}: {}",
-            config.source,
-            first_line.strip_prefix("error: ").unwrap_or(first_line)
-        );
-    }
-    Ok(flags)
-}
-
 /// `trainingInput.<name>`, or `<name>` for a bare TrainingInput document.
-fn field_path(config: &JobConfig, name: &str) -> String {
+pub(crate) fn field_path(config: &JobConfig, name: &str) -> String {
     match config.training_input_path() {
         "" => name.to_string(),
         prefix => format!("{prefix}.{name}"),
@@ -108,12 +32,7 @@ fn field_path(config: &JobConfig, name: &str) -> String {
 
 /// Whether this process can train on a CUDA GPU, and if not, why.
 pub fn probe_cuda() -> std::result::Result<(), String> {
-    if !cfg!(feature = "cuda") {
-        return Err("this trainer was built without the `cuda` feature".to_string());
-    }
-    mnist_model::Device::new_cuda(0)
-        .map(|_| ())
-        .map_err(|error| format!("no usable CUDA device was found ({error})"))
+    compute_device::probe_cuda("trainer")
 }
 
 /// The device a run uses, and the config record for `job.json`.
@@ -123,16 +42,27 @@ pub struct AppliedJob {
     pub record: Option<serde_json::Value>,
 }
 
+/// What the command line asked for that the config may override or must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Requested<'a> {
+    /// The validated `--config`, if given.
+    pub config: Option<&'a JobConfig>,
+    /// `--device`, if given.
+    pub device: Option<DeviceChoice>,
+    /// `--allow-cpu`.
+    pub allow_cpu: bool,
+}
+
 /// [`apply`] with `TF_CONFIG` read from the environment and CUDA probed for real.
-pub fn apply_to_run(cli: &Cli) -> Result<AppliedJob> {
+pub fn apply_to_run(requested: Requested<'_>) -> Result<AppliedJob> {
     let tf_config = TfConfig::from_env()?;
-    apply(cli, tf_config, probe_cuda)
+    apply(requested, tf_config, probe_cuda)
 }
 
 /// Applies `--config` (if any) and `TF_CONFIG` (if set): refuses what this trainer cannot do,
 /// and decides the device. `probe` says whether CUDA is usable (see [`probe_cuda`]).
 pub fn apply(
-    cli: &Cli,
+    requested: Requested<'_>,
     tf_config: Option<TfConfig>,
     probe: impl FnOnce() -> std::result::Result<(), String>,
 ) -> Result<AppliedJob> {
@@ -146,14 +76,14 @@ pub fn apply(
             TfConfig::ENV_VAR
         );
     }
-    let Some(config) = &cli.loaded_config else {
+    let Some(config) = requested.config else {
         return Ok(AppliedJob {
-            device: cli.device.unwrap_or(DeviceChoice::Auto),
+            device: requested.device.unwrap_or(DeviceChoice::Auto),
             record: None,
         });
     };
     refuse_extra_replicas(config)?;
-    let decision = decide_device(config, cli.device, cli.allow_cpu, probe)?;
+    let decision = decide_device(config, requested.device, requested.allow_cpu, probe)?;
     for note in &decision.notes {
         eprintln!("{note}");
     }
@@ -170,8 +100,8 @@ pub fn apply(
         object.insert(
             "applied".to_string(),
             json!({
-                "device": device_name(decision.device),
-                "allow_cpu": cli.allow_cpu,
+                "device": decision.device.name(),
+                "allow_cpu": requested.allow_cpu,
                 "notes": decision.notes,
             }),
         );
@@ -186,14 +116,6 @@ pub fn apply(
         device: decision.device,
         record: Some(record),
     })
-}
-
-fn device_name(device: DeviceChoice) -> &'static str {
-    match device {
-        DeviceChoice::Auto => "auto",
-        DeviceChoice::Cpu => "cpu",
-        DeviceChoice::Cuda => "cuda",
-    }
 }
 
 fn refuse_extra_replicas(config: &JobConfig) -> Result<()> {
@@ -436,25 +358,5 @@ mod tests {
              CUSTOM without workers and parameter servers"
         );
         assert!(refuse_extra_replicas(&config(TUTORIAL)).is_ok());
-    }
-
-    #[test]
-    fn config_args_are_checked_against_the_trainer_flags() {
-        let good = config("trainingInput:\n  jobDir: out\n  args: [--epochs, '3']\n");
-        assert_eq!(
-            config_flags(&good).unwrap(),
-            ["--job-dir=out", "--epochs", "3"]
-        );
-        let unknown = config("trainingInput:\n  args: [--epochz, '3']\n");
-        let message = config_flags(&unknown).unwrap_err().to_string();
-        assert!(
-            message.starts_with("c.yaml: trainingInput.args: unexpected argument '--epochz' found"),
-            "{message}"
-        );
-        let nested = config("trainingInput:\n  args: [--config=other.yaml]\n");
-        assert_eq!(
-            config_flags(&nested).unwrap_err().to_string(),
-            "c.yaml: trainingInput.args: --config=other.yaml cannot be given inside a config file"
-        );
     }
 }

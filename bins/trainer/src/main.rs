@@ -9,32 +9,60 @@
 //! a half-written model) and `<job-dir>/job.json` (hyper-parameters, metrics, timings, device,
 //! versions), and ends stdout with `Test Loss: <f>` and `Test Accuracy: <f>`.
 //!
+//! The binary is thin: the fit loop, evaluation, export and the job.json report live in the
+//! `training` crate; this file wires flags to it and plugs in the observers that print progress.
+//!
 //! The flags mirror the tutorial's `trainer.task` arguments as Cloud ML Engine passes them.
 //! Informational messages go to stderr so that stdout stays the run's record. Every failure
 //! exits with status 1 and a single `error: ...: ...` line (the anyhow chain), never a panic.
+//!
+//! Checkpoints (TensorFlow tensor bundles + `checkpoint` state file) go to `<job-dir>/checkpoints`
+//! or `AIP_CHECKPOINT_DIR`; a run started on a job dir that holds one continues from it
+//! (`--resume auto`), bit-identically. SIGTERM (preemption) writes a checkpoint after the current
+//! step and exits with [`EXIT_PREEMPTED`] (75).
 
+mod faults;
 mod job;
 mod progress;
 mod settings;
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use mnist_model::{Device, EngineOptions, Mlp, ModelConfig, RunningMetrics, seeds};
-use savedmodel_format::writer::{self, DenseLayer, MlpExport, SAVED_MODEL_MARKER};
-use serde_json::json;
+use mnist_model::{EngineOptions, Mlp, ModelConfig};
+use training::checkpoint::{
+    CheckpointManager, CheckpointObserver, CheckpointSchedule, RunFingerprint, data_checksum,
+};
+use training::report::{
+    DatasetSummary, Hyperparameters, Metrics, ModelSummary, ResumedFrom, Timings, TrainingReport,
+    Versions, shortest_decimal,
+};
+use training::{EvalPass, FitObserver, FitPlan, Position, TensorBoardObserver};
 
-use progress::PassProgress;
-use settings::{Cli, DeviceChoice, Settings};
+use progress::ProgressObserver;
+use settings::{ResumeMode, Settings};
+
+/// Exit status after SIGTERM: a checkpoint was written and the run stopped; rerunning the same
+/// command continues it (sysexits' EX_TEMPFAIL, "try again later").
+const EXIT_PREEMPTED: u8 = 75;
+
+/// How a run ended without an error.
+enum Finished {
+    Completed,
+    /// Stopped by SIGTERM after writing a checkpoint.
+    Preempted,
+}
 
 /// MNIST has ten digit classes; the reference network's output layer has one unit per class.
 const NUM_CLASSES: usize = 10;
 
 fn main() -> ExitCode {
-    let cli = match job::parse_command_line(std::env::args_os().collect()) {
+    let cli = match settings::parse_command_line(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -42,7 +70,8 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Finished::Completed) => ExitCode::SUCCESS,
+        Ok(Finished::Preempted) => ExitCode::from(EXIT_PREEMPTED),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -63,40 +92,20 @@ fn unix_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn select_device(choice: DeviceChoice) -> Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda => {
-            Device::new_cuda(0).context("--device cuda: no usable CUDA device (is this a build with the `cuda` feature, on a machine with an NVIDIA GPU?)")
-        }
-        DeviceChoice::Auto => {
-            if cfg!(feature = "cuda") {
-                match Device::new_cuda(0) {
-                    Ok(device) => return Ok(device),
-                    Err(error) => eprintln!("No CUDA device ({error}); training on the CPU."),
-                }
-            }
-            Ok(Device::Cpu)
-        }
-    }
-}
-
-/// Per-epoch training record.
-struct EpochRecord {
-    loss: f64,
-    accuracy: f64,
-    seconds: f64,
-    steps: usize,
-}
-
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: settings::Cli) -> Result<Finished> {
     let started = Instant::now();
     let started_unix = unix_seconds();
+    // From here on SIGTERM only sets this flag; the checkpoint observer acts on it between steps.
+    let stop_requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop_requested))
+        .context("installing the SIGTERM handler")?;
     let settings = Settings::resolve(cli)?;
     let train = &settings.train;
 
-    // Before the data: a device that is not there should fail the run at once.
-    let device = select_device(settings.device)?;
+    // Before the data: a device that is not there, or a job directory that cannot be written,
+    // should fail the run at once.
+    let device = compute_device::open(settings.device, "trainer", "training")?;
+    training::export::probe_job_dir(&settings.job_dir)?;
     let load_start = Instant::now();
     let splits = idx_dataset::load_mnist_blocking(&settings.train_file)
         .with_context(|| format!("loading MNIST from {}", settings.train_file))?;
@@ -122,6 +131,14 @@ fn run(cli: Cli) -> Result<()> {
         splits.test.len(),
         settings.train_file
     );
+    let split = settings
+        .validation_split
+        .map(|fraction| training::split_validation(&splits.train, fraction))
+        .transpose()?;
+    let (train_data, validation_data) = match &split {
+        Some((train_part, validation_part)) => (train_part, Some(validation_part)),
+        None => (&splits.train, None),
+    };
 
     let model_config = ModelConfig {
         input_dim: splits.train.feature_len(),
@@ -132,170 +149,213 @@ fn run(cli: Cli) -> Result<()> {
         threads: settings.threads,
         ..EngineOptions::default()
     };
-    let mut model = Mlp::new(model_config.clone(), train.seed, &device, &options)
-        .context("building the model")?;
+    let fingerprint = RunFingerprint {
+        input_dim: model_config.input_dim,
+        hidden_units: model_config.hidden_units.clone(),
+        num_classes: model_config.num_classes,
+        dropout_rate: shortest_decimal(model_config.dropout_rate),
+        batch_size: train.batch_size,
+        learning_rate: shortest_decimal(train.learning_rate),
+        momentum: shortest_decimal(train.momentum),
+        seed: train.seed,
+        train_examples: train_data.len(),
+        validation_examples: validation_data.map_or(0, |v| v.len()),
+        image_dims: [rows, cols],
+        train_data_crc32c: data_checksum(train_data),
+    };
+    let mut checkpoints =
+        CheckpointManager::open(settings.checkpoint_dir.clone(), settings.keep_checkpoints)?;
+    let resumed = match settings.resume {
+        ResumeMode::Auto => checkpoints.load_latest(&fingerprint)?,
+        ResumeMode::Never => None,
+    };
+    let (mut model, start, resumed_from) = match resumed {
+        Some((prefix, state)) => {
+            if state.position.epoch > train.epochs
+                || (state.position.epoch == train.epochs && state.position.batch > 0)
+            {
+                bail!(
+                    "checkpoint {prefix} is at epoch {} of a longer run, but --epochs is {}",
+                    state.position.epoch + 1,
+                    train.epochs
+                );
+            }
+            let model = Mlp::resume(
+                model_config.clone(),
+                &state.weights,
+                &state.slots,
+                state.global_step,
+                train.seed,
+                &device,
+                &options,
+            )
+            .with_context(|| format!("restoring checkpoint {prefix}"))?;
+            eprintln!(
+                "Resuming from checkpoint {prefix} (epoch {}, batch {}, step {})",
+                state.position.epoch + 1,
+                state.position.batch,
+                state.global_step
+            );
+            checkpoints.adopt_listed();
+            let from = ResumedFrom {
+                checkpoint: prefix.url(),
+                global_step: state.global_step,
+                epoch: state.position.epoch,
+                batch: state.position.batch,
+            };
+            (model, state.position, Some(from))
+        }
+        None => (
+            Mlp::new(model_config.clone(), train.seed, &device, &options)
+                .context("building the model")?,
+            Position::default(),
+            None,
+        ),
+    };
     eprintln!("Training on {}", model.device_description());
 
-    let optimizer = train.optimizer();
-    let on_terminal = std::io::stdout().is_terminal();
-    let mut epochs = Vec::with_capacity(train.epochs);
-    for epoch in 0..train.epochs {
-        if train.epochs > 1 {
-            say(&format!("Epoch {}/{}", epoch + 1, train.epochs))?;
+    let mut tensorboard = settings
+        .tensorboard
+        .as_ref()
+        .map(|logs| {
+            TensorBoardObserver::create(&logs.log_dir, logs.log_every_steps)
+                .with_context(|| format!("starting TensorBoard logs in {}", logs.log_dir))
+        })
+        .transpose()?;
+    let mut kill_after = faults::SignalAfterStep::kill_from_env();
+    let mut term_after = faults::SignalAfterStep::term_from_env();
+    let mut progress = ProgressObserver::new(std::io::stdout().is_terminal());
+    let mut checkpointer = CheckpointObserver::new(
+        checkpoints,
+        fingerprint,
+        CheckpointSchedule {
+            every_steps: settings.checkpoint_every_steps,
+        },
+        Arc::clone(&stop_requested),
+    );
+    let plan = FitPlan {
+        train: train_data,
+        validation: validation_data,
+        config: train,
+    };
+    let fitted = {
+        let mut observers: Vec<&mut dyn FitObserver> = vec![&mut term_after, &mut progress];
+        if let Some(tensorboard) = &mut tensorboard {
+            observers.push(tensorboard);
         }
-        let shuffle = seeds::shuffle_seed(train.seed, epoch);
-        let mut batches = splits
-            .train
-            .batches(train.batch_size, Some(shuffle), NUM_CLASSES)
-            .context("preparing training batches")?;
-        let steps = batches.num_batches();
-        let mut progress = PassProgress::start(steps, on_terminal);
-        let mut running = RunningMetrics::new();
-        while let Some(batch) = batches.next_batch() {
-            let metrics = model
-                .train_step(&batch.features, &batch.labels, &optimizer)
-                .with_context(|| {
-                    format!(
-                        "training step {} of epoch {}",
-                        progress_step(&running, train.batch_size),
-                        epoch + 1
-                    )
-                })?;
-            running.add(&metrics);
-            progress.step(&running);
-        }
-        let seconds = progress.finish(&running).as_secs_f64();
-        epochs.push(EpochRecord {
-            loss: running.loss(),
-            accuracy: running.accuracy(),
-            seconds,
-            steps,
-        });
+        observers.push(&mut checkpointer);
+        observers.push(&mut kill_after);
+        training::fit(&mut model, &plan, start, &mut observers)?
+    };
+    // Finished or stopped by SIGTERM: either way the logs so far must be visible.
+    if let Some(tensorboard) = &mut tensorboard {
+        tensorboard.finish().context("writing TensorBoard logs")?;
     }
+    if fitted.stopped {
+        let at = checkpointer
+            .stopped_at()
+            .map_or_else(|| "no checkpoint".to_string(), |l| l.to_string());
+        eprintln!(
+            "Stopped by SIGTERM after step {}; checkpoint {at} written. Run the same command to continue.",
+            model.steps_taken()
+        );
+        return Ok(Finished::Preempted);
+    }
+    let (written, checkpoint_seconds) = checkpointer.cost();
+    if written > 0 {
+        eprintln!("Wrote {written} checkpoints in {checkpoint_seconds:.3}s");
+    }
+    let mut observers: Vec<&mut dyn FitObserver> = vec![&mut progress];
 
     let eval_start = Instant::now();
-    let mut batches = splits
-        .test
-        .batches(train.batch_size, None, NUM_CLASSES)
-        .context("preparing test batches")?;
-    let mut progress = PassProgress::start(batches.num_batches(), on_terminal);
-    let mut test = RunningMetrics::new();
-    while let Some(batch) = batches.next_batch() {
-        test.add(
-            &model
-                .evaluate(&batch.features, &batch.labels)
-                .context("evaluating")?,
-        );
-        progress.step(&test);
-    }
-    progress.finish(&test);
+    let test = training::evaluate(
+        &model,
+        &splits.test,
+        train.batch_size,
+        EvalPass::Test,
+        &mut observers,
+    )?;
     let eval_seconds = eval_start.elapsed().as_secs_f64();
 
     let export_start = Instant::now();
-    let model_dir = settings.job_dir.join("model");
-    let layers = model
-        .weights()
-        .context("reading the trained weights")?
-        .into_iter()
-        .map(|w| DenseLayer {
-            kernel: w.kernel,
-            bias: w.bias,
-            in_dim: w.in_dim,
-            out_dim: w.out_dim,
-            activation: match w.activation {
-                mnist_model::Activation::Relu => writer::Activation::Relu,
-                mnist_model::Activation::Linear => writer::Activation::Linear,
-            },
-        })
-        .collect();
-    let files = writer::export_mlp(&MlpExport::new(layers)).context("building the SavedModel")?;
-    model_dir
-        .write_tree_blocking(files, SAVED_MODEL_MARKER)
-        .with_context(|| format!("writing the SavedModel to {model_dir}"))?;
-    let export_seconds = export_start.elapsed().as_secs_f64();
-    eprintln!("Model exported to {model_dir}");
+    let model_dir = settings.job_dir.join(training::export::MODEL_DIR);
+    let weights = model.weights().context("reading the trained weights")?;
 
-    let record = json!({
-        "job_name": settings.job_name,
-        "train_file": settings.train_file.url(),
-        "job_dir": settings.job_dir.url(),
-        "model_dir": model_dir.url(),
-        "hyperparameters": {
-            "epochs": train.epochs,
-            "batch_size": train.batch_size,
-            "learning_rate": shortest_decimal(train.learning_rate),
-            "momentum": shortest_decimal(train.momentum),
-            "seed": train.seed,
-            "optimizer": "MomentumOptimizer (accum = momentum * accum + grad; var -= learning_rate * accum)",
-            "loss": "categorical_crossentropy (from logits)",
-            "model": {
-                "input_dim": model_config.input_dim,
-                "hidden_units": model_config.hidden_units,
-                "num_classes": model_config.num_classes,
-                "dropout_rate": shortest_decimal(model_config.dropout_rate),
-                "parameters": model_config.parameter_count(),
+    let position = fitted.position;
+    let report = TrainingReport {
+        job_name: settings.job_name.clone(),
+        train_file: settings.train_file.url(),
+        job_dir: settings.job_dir.url(),
+        model_dir: model_dir.url(),
+        hyperparameters: Hyperparameters {
+            epochs: train.epochs,
+            batch_size: train.batch_size,
+            learning_rate: shortest_decimal(train.learning_rate),
+            momentum: shortest_decimal(train.momentum),
+            seed: train.seed,
+            validation_split: settings.validation_split,
+            optimizer:
+                "MomentumOptimizer (accum = momentum * accum + grad; var -= learning_rate * accum)"
+                    .to_string(),
+            loss: "categorical_crossentropy (from logits)".to_string(),
+            model: ModelSummary {
+                input_dim: model_config.input_dim,
+                hidden_units: model_config.hidden_units.clone(),
+                num_classes: model_config.num_classes,
+                dropout_rate: shortest_decimal(model_config.dropout_rate),
+                parameters: model_config.parameter_count(),
             },
         },
-        "dataset": {
-            "train_examples": splits.train.len(),
-            "test_examples": splits.test.len(),
-            "image_dims": [rows, cols],
+        dataset: DatasetSummary {
+            train_examples: train_data.len(),
+            validation_examples: validation_data.map_or(0, |v| v.len()),
+            test_examples: splits.test.len(),
+            image_dims: [rows, cols],
         },
-        "metrics": {
-            "epochs": epochs.iter().enumerate().map(|(i, e)| json!({
-                "epoch": i + 1,
-                "loss": e.loss,
-                "accuracy": e.accuracy,
-                "steps": e.steps,
-            })).collect::<Vec<_>>(),
-            "test_loss": test.loss(),
-            "test_accuracy": test.accuracy(),
-            "test_examples": test.examples(),
+        metrics: Metrics {
+            epochs: position.history.clone(),
+            test_loss: test.loss(),
+            test_accuracy: test.accuracy(),
+            test_examples: test.examples(),
         },
-        "timings_seconds": {
-            "load_data": load_seconds,
-            "train_epochs": epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
-            "train_total": epochs.iter().map(|e| e.seconds).sum::<f64>(),
-            "evaluate": eval_seconds,
-            "export": export_seconds,
-            "total": started.elapsed().as_secs_f64(),
+        timings_seconds: Timings {
+            load_data: load_seconds,
+            train_total: position.history_seconds.iter().sum(),
+            train_epochs: position.history_seconds.clone(),
+            evaluate: eval_seconds,
+            // Up to encoding job.json: publishing the files comes after (job.json is part of it).
+            export: export_start.elapsed().as_secs_f64(),
+            total: started.elapsed().as_secs_f64(),
         },
-        "device": model.device_description(),
-        "threads": model.threads(),
-        "job_config": settings.job_config,
-        "versions": {
-            "trainer": env!("CARGO_PKG_VERSION"),
-            "crates": crate_versions(),
+        device: model.device_description(),
+        threads: model.threads(),
+        job_config: settings.job_config.clone(),
+        resumed_from,
+        versions: Versions {
+            trainer: env!("CARGO_PKG_VERSION").to_string(),
+            crates: crate_versions(),
         },
-        "started_at_unix": started_unix,
-        "finished_at_unix": unix_seconds(),
-    });
-    let job_json = settings.job_dir.join("job.json");
-    let text = serde_json::to_string_pretty(&record).context("encoding job.json")?;
-    job_json
-        .write_blocking(Bytes::from(text + "\n"))
-        .with_context(|| format!("writing {job_json}"))?;
+        started_at_unix: started_unix,
+        finished_at_unix: unix_seconds(),
+    };
+    training::export::publish(
+        &settings.job_dir,
+        weights,
+        &report.to_json()?,
+        faults::export_hook(),
+    )?;
+    eprintln!("Model exported to {model_dir}");
 
     say(&format!("Test Loss: {}", test.loss()))?;
     say(&format!("Test Accuracy: {}", test.accuracy()))?;
-    Ok(())
-}
-
-/// An f32 flag value as the decimal the user typed (`0.01`, not `0.009999999776482582`).
-fn shortest_decimal(value: f32) -> f64 {
-    value.to_string().parse().unwrap_or(f64::from(value))
-}
-
-/// 1-based index of the step being run, for error messages.
-fn progress_step(running: &RunningMetrics, batch_size: usize) -> usize {
-    running.examples() / batch_size.max(1) + 1
+    Ok(Finished::Completed)
 }
 
 /// `name -> version` of the crates this binary was built from (see build.rs).
-fn crate_versions() -> serde_json::Map<String, serde_json::Value> {
+fn crate_versions() -> BTreeMap<String, String> {
     env!("TRAINER_CRATE_VERSIONS")
         .split(',')
         .filter_map(|pair| pair.split_once('='))
-        .map(|(name, version)| (name.to_string(), json!(version)))
+        .map(|(name, version)| (name.to_string(), version.to_string()))
         .collect()
 }

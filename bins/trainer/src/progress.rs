@@ -5,12 +5,19 @@
 //! with `ETA: 3s` in place of the timing while it runs. Elsewhere (a log file, a pipe, CI): one
 //! plain line per pass in the shape of Keras's `verbose=2` (§8.2), because a log full of
 //! carriage-return redraws is unreadable.
+//!
+//! [`ProgressObserver`] draws them as a `training` observer; with validation data the epoch's
+//! line ends in `val_loss` and `val_accuracy`, as in Keras.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mnist_model::RunningMetrics;
+use training::{
+    ControlResult, EpochBegin, EpochEnd, EvalPass, FitContext, FitObserver, HookResult,
+    TrainBatchEnd,
+};
 
 /// Keras redraws at most every 50 ms (except the final update).
 const REDRAW_INTERVAL: Duration = Duration::from_millis(50);
@@ -57,18 +64,44 @@ pub fn format_step_time(seconds: f64) -> String {
     }
 }
 
-fn metrics_text(metrics: &RunningMetrics) -> String {
-    format!(
+/// Loss and accuracy means, as a progress line shows them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shown {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl From<&RunningMetrics> for Shown {
+    fn from(metrics: &RunningMetrics) -> Self {
+        Shown {
+            loss: metrics.loss(),
+            accuracy: metrics.accuracy(),
+        }
+    }
+}
+
+fn metrics_text(metrics: Shown, validation: Option<Shown>) -> String {
+    let mut text = format!(
         "loss: {} - accuracy: {}",
-        format_metric(metrics.loss()),
-        format_metric(metrics.accuracy())
-    )
+        format_metric(metrics.loss),
+        format_metric(metrics.accuracy)
+    );
+    if let Some(val) = validation {
+        text.push_str(&format!(
+            " - val_loss: {} - val_accuracy: {}",
+            format_metric(val.loss),
+            format_metric(val.accuracy)
+        ));
+    }
+    text
 }
 
 /// Progress of one pass over a dataset (a training epoch or an evaluation).
 pub struct PassProgress {
     total: usize,
     done: usize,
+    /// Steps done before this process started (a resumed epoch); not part of the timing.
+    skipped: usize,
     started: Instant,
     /// When the first step finished: Keras leaves the first step (tracing) out of the
     /// per-step time.
@@ -78,8 +111,9 @@ pub struct PassProgress {
 }
 
 impl PassProgress {
-    /// Starts a pass of `total` steps; `on_terminal` selects the live bar.
-    pub fn start(total: usize, on_terminal: bool) -> Self {
+    /// Starts a pass of `total` steps of which `done` were already taken (by the process a
+    /// resumed run continues); `on_terminal` selects the live bar.
+    pub fn start(total: usize, done: usize, on_terminal: bool) -> Self {
         let bar = on_terminal.then(|| {
             let width = total.to_string().len();
             let bar =
@@ -93,7 +127,8 @@ impl PassProgress {
         let now = Instant::now();
         PassProgress {
             total,
-            done: 0,
+            done,
+            skipped: done,
             started: now,
             first_step_done: None,
             last_redraw: now,
@@ -102,11 +137,10 @@ impl PassProgress {
     }
 
     fn seconds_per_step(&self, now: Instant) -> f64 {
+        let here = self.done - self.skipped;
         match self.first_step_done {
-            Some(first) if self.done > 1 => {
-                now.duration_since(first).as_secs_f64() / (self.done - 1) as f64
-            }
-            _ => now.duration_since(self.started).as_secs_f64() / self.done.max(1) as f64,
+            Some(first) if here > 1 => now.duration_since(first).as_secs_f64() / (here - 1) as f64,
+            _ => now.duration_since(self.started).as_secs_f64() / here.max(1) as f64,
         }
     }
 
@@ -114,7 +148,7 @@ impl PassProgress {
     pub fn step(&mut self, metrics: &RunningMetrics) {
         self.done += 1;
         let now = Instant::now();
-        if self.done == 1 {
+        if self.done == self.skipped + 1 {
             self.first_step_done = Some(now);
         }
         let Some(bar) = &self.bar else { return };
@@ -125,14 +159,14 @@ impl PassProgress {
             bar.set_message(format!(
                 "ETA: {} - {}",
                 format_eta(eta),
-                metrics_text(metrics)
+                metrics_text(metrics.into(), None)
             ));
         }
     }
 
-    /// Ends the pass: the bar's final state on a terminal, else one plain line. Returns the
-    /// pass's wall time.
-    pub fn finish(self, metrics: &RunningMetrics) -> Duration {
+    /// Ends the pass: the bar's final state on a terminal, else one plain line, with the
+    /// validation metrics at the end when there are any. Returns the pass's wall time.
+    pub fn finish(self, metrics: Shown, validation: Option<Shown>) -> Duration {
         let now = Instant::now();
         let elapsed = now.duration_since(self.started);
         let per_step = format_step_time(self.seconds_per_step(now));
@@ -142,7 +176,7 @@ impl PassProgress {
                 bar.finish_with_message(format!(
                     "{:.0}s {per_step}/step - {}",
                     elapsed.as_secs_f64(),
-                    metrics_text(metrics)
+                    metrics_text(metrics, validation)
                 ));
             }
             None => {
@@ -155,12 +189,100 @@ impl PassProgress {
                     self.done,
                     self.total,
                     elapsed.as_secs_f64(),
-                    metrics_text(metrics),
+                    metrics_text(metrics, validation),
                     per_step
                 );
             }
         }
         elapsed
+    }
+}
+
+/// Prints Keras's progress for `fit` (one line or bar per epoch, `Epoch i/N` headers when there
+/// is more than one epoch) and for the final test pass. Validation passes draw nothing of their
+/// own: their means go on the epoch's line.
+pub struct ProgressObserver {
+    on_terminal: bool,
+    pass: Option<PassProgress>,
+    /// The epoch's running means after its last step in this process.
+    last: Option<Shown>,
+    validation: Option<Shown>,
+}
+
+impl ProgressObserver {
+    pub fn new(on_terminal: bool) -> Self {
+        ProgressObserver {
+            on_terminal,
+            pass: None,
+            last: None,
+            validation: None,
+        }
+    }
+}
+
+impl FitObserver for ProgressObserver {
+    fn on_epoch_begin(&mut self, begin: &EpochBegin) -> HookResult {
+        if begin.epochs > 1 {
+            crate::say(&format!("Epoch {}/{}", begin.epoch + 1, begin.epochs))?;
+        }
+        self.pass = Some(PassProgress::start(
+            begin.steps,
+            begin.first_batch,
+            self.on_terminal,
+        ));
+        self.last = None;
+        self.validation = None;
+        Ok(())
+    }
+
+    fn on_train_batch_end(&mut self, end: &TrainBatchEnd, _: &FitContext<'_>) -> ControlResult {
+        if let Some(pass) = &mut self.pass {
+            pass.step(&end.running);
+        }
+        self.last = Some((&end.running).into());
+        Ok(training::Control::Continue)
+    }
+
+    fn on_epoch_end(&mut self, end: &EpochEnd<'_>, _: &FitContext<'_>) -> ControlResult {
+        if let Some(pass) = self.pass.take() {
+            let shown = self.last.unwrap_or(Shown {
+                loss: end.record.loss,
+                accuracy: end.record.accuracy,
+            });
+            pass.finish(shown, self.validation.take());
+        }
+        Ok(training::Control::Continue)
+    }
+
+    fn on_test_begin(&mut self, pass: EvalPass, batches: usize) -> HookResult {
+        if pass == EvalPass::Test {
+            self.pass = Some(PassProgress::start(batches, 0, self.on_terminal));
+        }
+        Ok(())
+    }
+
+    fn on_test_batch_end(
+        &mut self,
+        pass: EvalPass,
+        _: usize,
+        running: &RunningMetrics,
+    ) -> HookResult {
+        if let (EvalPass::Test, Some(progress)) = (pass, &mut self.pass) {
+            progress.step(running);
+        }
+        Ok(())
+    }
+
+    fn on_test_end(&mut self, pass: EvalPass, metrics: &RunningMetrics) -> HookResult {
+        match pass {
+            EvalPass::Validation { .. } => self.validation = Some(metrics.into()),
+            EvalPass::Test => {
+                if let Some(progress) = self.pass.take() {
+                    progress.finish(metrics.into(), None);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

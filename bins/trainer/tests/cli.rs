@@ -357,19 +357,28 @@ fn missing_or_broken_data_is_reported_with_the_file() {
 }
 
 #[test]
-fn unwritable_job_dir_fails_without_a_model_marker() {
+fn unwritable_job_dir_fails_before_the_data_is_loaded() {
     let tmp = tempfile::tempdir().unwrap();
     // A regular file where the job directory should be: nothing can be created under it.
     let blocker = tmp.path().join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
-    let data = small_mnist();
-    fails_with(
+    let job = blocker.join("job");
+    // The training data does not exist either: the job directory must be the error, because
+    // it is checked first (in well under a second, instead of after a whole training run).
+    let missing_data = tmp.path().join("no-such-data");
+    let out = fails_with(
         &[
             "--train-file",
-            data.to_str().unwrap(),
+            missing_data.to_str().unwrap(),
             "--job-dir",
-            blocker.join("job").to_str().unwrap(),
+            job.to_str().unwrap(),
         ],
-        &["error: writing the SavedModel to"],
+        &[&format!(
+            "error: --job-dir {} is not writable",
+            job.display()
+        )],
     );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("no-such-data"), "{stderr}");
+    assert!(!stderr.contains("Loaded"), "{stderr}");
 }

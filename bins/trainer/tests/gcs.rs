@@ -65,9 +65,25 @@ fn trains_from_and_exports_to_gcs() {
 
     let mut listed = gs("jobs/run-1").list_blocking().unwrap();
     listed.sort();
+    // One TensorBoard event file (its name holds time, host and pid; tests/tensorboard.rs reads it).
+    let logs: Vec<String> = listed
+        .iter()
+        .filter(|name| name.starts_with("logs/"))
+        .cloned()
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(
+        logs[0].starts_with("logs/train/events.out.tfevents."),
+        "{logs:?}"
+    );
+    listed.retain(|name| !name.starts_with("logs/"));
     assert_eq!(
         listed,
         [
+            // The epoch-end checkpoint; no staging prefix or write probe is left behind.
+            "checkpoints/checkpoint",
+            "checkpoints/ckpt-32.data-00000-of-00001",
+            "checkpoints/ckpt-32.index",
             "job.json",
             "model/saved_model.pb",
             "model/variables/variables.data-00000-of-00001",
@@ -100,4 +116,26 @@ fn trains_from_and_exports_to_gcs() {
             .unwrap()
             .to_vec()
     );
+}
+
+#[test]
+fn a_job_dir_in_a_missing_bucket_fails_before_the_data_is_loaded() {
+    let emulator = GcsEmulator::start_with_buckets(&["mnist-bucket"]).expect("emulator starts");
+    let out = trainer_command()
+        .args([
+            "--train-file",
+            small_mnist().to_str().unwrap(),
+            "--job-dir",
+            "gs://no-such-bucket/jobs/run-1",
+        ])
+        .env("STORAGE_EMULATOR_HOST", emulator.endpoint())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --job-dir gs://no-such-bucket/jobs/run-1 is not writable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Loaded"), "{stderr}");
 }

@@ -219,4 +219,33 @@ impl CandleEngine {
             })
             .collect()
     }
+
+    pub(crate) fn momentum(&self) -> Result<Vec<crate::LayerParams>, ModelError> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let kernel = l
+                    .accum_w
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .map_err(ctx("reading a momentum slot"))?;
+                let bias = l
+                    .accum_b
+                    .to_vec1()
+                    .map_err(ctx("reading a momentum slot"))?;
+                Ok((kernel, bias))
+            })
+            .collect()
+    }
+
+    /// Overwrites the momentum slots (shapes checked by the caller).
+    pub(crate) fn set_momentum(&mut self, slots: &[crate::LayerParams]) -> Result<(), ModelError> {
+        for (layer, (kernel, bias)) in self.layers.iter_mut().zip(slots) {
+            layer.accum_w = Tensor::from_slice(kernel, (layer.fan_in, layer.units), &self.device)
+                .map_err(ctx("uploading a momentum slot"))?;
+            layer.accum_b = Tensor::from_slice(bias, layer.units, &self.device)
+                .map_err(ctx("uploading a momentum slot"))?;
+        }
+        Ok(())
+    }
 }

@@ -155,55 +155,50 @@ impl Mlp {
     ) -> Result<Self, ModelError> {
         config.validate()?;
         let dims = config.layer_dims();
-        if weights.len() != dims.len() {
-            return Err(ModelError::WeightShape {
-                layer: "model".into(),
-                what: "number of Dense layers",
-                expected: dims.len(),
-                found: weights.len(),
-            });
-        }
-        let last = dims.len() - 1;
-        for (l, (w, &(fan_in, units))) in weights.iter().zip(&dims).enumerate() {
-            let check = |what, expected: usize, found: usize| {
-                if expected == found {
-                    Ok(())
-                } else {
-                    Err(ModelError::WeightShape {
-                        layer: w.name.clone(),
-                        what,
-                        expected,
-                        found,
-                    })
-                }
-            };
-            check("in_dim", fan_in, w.in_dim)?;
-            check("out_dim", units, w.out_dim)?;
-            check(
-                "kernel length (in_dim x out_dim)",
-                fan_in * units,
-                w.kernel.len(),
-            )?;
-            check("bias length", units, w.bias.len())?;
-            let expected_activation = if l == last {
-                Activation::Linear
-            } else {
-                Activation::Relu
-            };
-            if w.activation != expected_activation {
-                return Err(ModelError::InvalidConfig {
-                    field: "weights.activation",
-                    reason: format!(
-                        "layer '{}' has {:?}, the configuration needs {expected_activation:?}",
-                        w.name, w.activation
-                    ),
-                });
-            }
-        }
+        check_layers(&dims, weights)?;
         let kernels: Vec<Vec<f32>> = weights.iter().map(|w| w.kernel.clone()).collect();
         let biases: Vec<Vec<f32>> = weights.iter().map(|w| w.bias.clone()).collect();
         let key = seeds::key_from_seed(seed);
         Self::build(config, &dims, &kernels, &biases, key, device, options)
+    }
+
+    /// A model continuing a training run: the given weights and momentum slots (as
+    /// [`Mlp::weights`] and [`Mlp::momentum_slots`] returned them), `steps` optimizer steps
+    /// already taken (the dropout stream continues from there) and the run's `seed`. Every
+    /// layer's name, shape and activation is checked, for the slots as for the weights; with the
+    /// same thread count the run continues bit-identically.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resume(
+        config: ModelConfig,
+        weights: &[DenseWeights],
+        slots: &[DenseWeights],
+        steps: u64,
+        seed: u64,
+        device: &Device,
+        options: &EngineOptions,
+    ) -> Result<Self, ModelError> {
+        let mut model = Self::from_weights(config, weights, seed, device, options)?;
+        check_layers(&model.config.layer_dims(), slots)?;
+        let raw: Vec<LayerParams> = slots
+            .iter()
+            .map(|s| (s.kernel.clone(), s.bias.clone()))
+            .collect();
+        match &mut model.engine {
+            Engine::Cpu(e) => e.set_momentum(&raw),
+            Engine::Candle(e) => e.set_momentum(&raw)?,
+        }
+        model.steps = steps;
+        Ok(model)
+    }
+
+    /// The momentum accumulators (TF1 `Momentum` slots), one per layer, in the same layout,
+    /// names and shapes as [`Mlp::weights`].
+    pub fn momentum_slots(&self) -> Result<Vec<DenseWeights>, ModelError> {
+        let raw = match &self.engine {
+            Engine::Cpu(e) => e.momentum(),
+            Engine::Candle(e) => e.momentum()?,
+        };
+        Ok(self.keras_layers(raw))
     }
 
     fn build(
@@ -391,9 +386,12 @@ impl Mlp {
             Engine::Cpu(e) => e.weights(),
             Engine::Candle(e) => e.weights()?,
         };
+        Ok(self.keras_layers(raw))
+    }
+
+    fn keras_layers(&self, raw: Vec<LayerParams>) -> Vec<DenseWeights> {
         let last = raw.len().saturating_sub(1);
-        Ok(raw
-            .into_iter()
+        raw.into_iter()
             .zip(self.config.layer_dims())
             .enumerate()
             .map(|(l, ((kernel, bias), (in_dim, out_dim)))| DenseWeights {
@@ -402,12 +400,62 @@ impl Mlp {
                 out_dim,
                 kernel,
                 bias,
-                activation: if l == last {
-                    Activation::Linear
-                } else {
-                    Activation::Relu
-                },
+                activation: layer_activation(l, last),
             })
-            .collect())
+            .collect()
     }
+}
+
+fn layer_activation(layer: usize, last: usize) -> Activation {
+    if layer == last {
+        Activation::Linear
+    } else {
+        Activation::Relu
+    }
+}
+
+/// Checks that `layers` fit `dims`: count, names' shapes and activations.
+fn check_layers(dims: &[(usize, usize)], layers: &[DenseWeights]) -> Result<(), ModelError> {
+    if layers.len() != dims.len() {
+        return Err(ModelError::WeightShape {
+            layer: "model".into(),
+            what: "number of Dense layers",
+            expected: dims.len(),
+            found: layers.len(),
+        });
+    }
+    let last = dims.len() - 1;
+    for (l, (w, &(fan_in, units))) in layers.iter().zip(dims).enumerate() {
+        let check = |what, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(ModelError::WeightShape {
+                    layer: w.name.clone(),
+                    what,
+                    expected,
+                    found,
+                })
+            }
+        };
+        check("in_dim", fan_in, w.in_dim)?;
+        check("out_dim", units, w.out_dim)?;
+        check(
+            "kernel length (in_dim x out_dim)",
+            fan_in * units,
+            w.kernel.len(),
+        )?;
+        check("bias length", units, w.bias.len())?;
+        let expected_activation = layer_activation(l, last);
+        if w.activation != expected_activation {
+            return Err(ModelError::InvalidConfig {
+                field: "weights.activation",
+                reason: format!(
+                    "layer '{}' has {:?}, the configuration needs {expected_activation:?}",
+                    w.name, w.activation
+                ),
+            });
+        }
+    }
+    Ok(())
 }

@@ -32,13 +32,15 @@ pub fn python() -> PathBuf {
 }
 
 /// The trainer binary with the environment variables that would change what it does
-/// (`STORAGE_EMULATOR_HOST`, `TF_CONFIG`) cleared, so the developer's shell cannot leak into a
+/// (`STORAGE_EMULATOR_HOST`, `TF_CONFIG`, `AIP_TENSORBOARD_LOG_DIR`) cleared, so the developer's shell cannot leak into a
 /// test; a test that wants one sets it on the returned command.
 pub fn trainer_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
     command
         .env_remove("STORAGE_EMULATOR_HOST")
-        .env_remove("TF_CONFIG");
+        .env_remove("TF_CONFIG")
+        .env_remove("AIP_TENSORBOARD_LOG_DIR")
+        .env_remove("AIP_CHECKPOINT_DIR");
     command
 }
 

@@ -19,6 +19,8 @@
 //! in its leading dimension so that rows do not all map to the same cache sets. Weights leave
 //! the engine unpadded, in Keras's `[in, out]` layout.
 
+mod state;
+
 use cpu_kernels::kernels::{
     self, Forward, InputGrad, Isa, MatMut, MatRef, PANEL, Packed, WeightUpdate,
 };
