@@ -21,6 +21,7 @@ use savedmodel_format::DataType;
 use crate::error::RuntimeError;
 use crate::graph::FlatGraph;
 use crate::kernels::Kernel;
+use crate::nn::Head;
 use crate::plan::{Plan, Pool, Source, StepRule};
 use crate::value::{HostVals, Value};
 
@@ -341,6 +342,26 @@ fn axis_index(axis: i64, rank: usize) -> Option<usize> {
 }
 
 /// The output shapes of one kernel, as far as they follow from what is known of its inputs.
+/// Output shape of a fused `MatMul`/`Conv2D` (+ `BiasAdd`, activation) chain: the bias and the
+/// activation keep the head's shape. Conv2D is NHWC with an HWIO filter (`nn.rs`).
+fn dense_output(head: &Head, x: &[usize], w: &[usize]) -> Option<Vec<usize>> {
+    match head {
+        Head::MatMul { transpose_b } => match (x, w) {
+            (&[m, _], &[w0, w1]) => Some(vec![m, if *transpose_b { w0 } else { w1 }]),
+            _ => None,
+        },
+        Head::Conv2D(spec) => match (x, w) {
+            (&[n, h, width, _], &[kh, kw, _, out_channels]) => {
+                let placed =
+                    cpu_kernels::conv::Placement::new(spec.window(kh, kw), h, width, &spec.padding)
+                        .ok()?;
+                Some(vec![n, placed.out_h, placed.out_w, out_channels])
+            }
+            _ => None,
+        },
+    }
+}
+
 fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
     let shape = |i: usize| inputs.get(i).and_then(|k| k.shape.clone());
     let ints = |i: usize| inputs.get(i).and_then(|k| k.ints.clone());
@@ -352,6 +373,9 @@ fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
         }]
     };
     match kernel {
+        Kernel::Dense(chain) => one(shape(0)
+            .zip(shape(1))
+            .and_then(|(x, w)| dense_output(&chain.head, &x, &w))),
         Kernel::Identity | Kernel::ReadVariable => same(),
         Kernel::IdentityN => inputs.to_vec(),
         Kernel::MatMul {

@@ -41,7 +41,7 @@ pub(crate) struct ConvSpec {
 }
 
 impl ConvSpec {
-    fn window(&self, kh: usize, kw: usize) -> Window {
+    pub(crate) fn window(&self, kh: usize, kw: usize) -> Window {
         Window {
             kh,
             kw,
