@@ -353,10 +353,15 @@ async fn bad_names_in_urls_and_head_requests() {
         let (status, headers, body) = send(&server, Method::HEAD, path, &[], None).await;
         assert_eq!((status, get_status), (200, 200), "HEAD {path}: {body}");
         assert!(body.is_empty(), "HEAD {path} has a body");
-        assert_eq!(
-            headers.get("content-length"),
-            get_headers.get("content-length"),
-            "HEAD {path}: {get_body}"
-        );
+        if path.starts_with("/monitoring/") {
+            // The metrics count the GET just made, so their length may differ by a digit.
+            assert!(headers.contains_key("content-length"), "HEAD {path}");
+        } else {
+            assert_eq!(
+                headers.get("content-length"),
+                get_headers.get("content-length"),
+                "HEAD {path}: {get_body}"
+            );
+        }
     }
 }
