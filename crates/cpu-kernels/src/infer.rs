@@ -302,9 +302,12 @@ pub fn chunks_for(macs: usize, rows: usize, tile_rows: usize) -> usize {
     by_work.min(by_rows).min(2 * threads).max(1)
 }
 
-/// Threads of the process-wide team: one per available core.
+/// Threads of the process-wide team: one per available core, counted once. Asking the OS on
+/// every call was the largest single cost of a batch-1 inference: `available_parallelism`
+/// reads `/proc/self/cgroup` and the cgroup's `cpu.max` each time (tens of microseconds).
 pub fn team_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The process-wide team, started on first use.
