@@ -16,12 +16,13 @@
 //! time) are left out rather than guessed. Floating-point tensors count 4 bytes an element (they
 //! run as f32), integer and other tensors 8.
 
+use cpu_kernels::conv::Placement;
 use savedmodel_format::DataType;
 
 use crate::error::RuntimeError;
 use crate::graph::FlatGraph;
 use crate::kernels::Kernel;
-use crate::nn::Head;
+use crate::nn::{ConvSpec, Head, NnKernel};
 use crate::plan::{Plan, Pool, Source, StepRule};
 use crate::value::{HostVals, Value};
 
@@ -352,9 +353,7 @@ fn dense_output(head: &Head, x: &[usize], w: &[usize]) -> Option<Vec<usize>> {
         },
         Head::Conv2D(spec) => match (x, w) {
             (&[n, h, width, _], &[kh, kw, _, out_channels]) => {
-                let placed =
-                    cpu_kernels::conv::Placement::new(spec.window(kh, kw), h, width, &spec.padding)
-                        .ok()?;
+                let placed = Placement::new(spec.window(kh, kw), h, width, &spec.padding).ok()?;
                 Some(vec![n, placed.out_h, placed.out_w, out_channels])
             }
             _ => None,
@@ -489,9 +488,65 @@ fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
                 .map(|&p| usize::try_from(p).ok().and_then(|p| s.get(p).copied()))
                 .collect()
         })),
+        Kernel::Nn(nn) => infer_nn(nn, inputs),
         // Not modelled (slices, batched products, ops added later): left out of the sum.
         #[allow(unreachable_patterns)]
         _ => Vec::new(),
+    }
+}
+
+/// Output shapes of the convolutional layer ops that are not fused (NHWC, as `nn.rs` runs them).
+fn infer_nn(kernel: &NnKernel, inputs: &[Known]) -> Vec<Known> {
+    let shape = |i: usize| inputs.get(i).and_then(|k| k.shape.clone());
+    let ints = |i: usize| inputs.get(i).and_then(|k| k.ints.clone());
+    let spatial = |spec: &ConvSpec, x: &[usize], kh: usize, kw: usize| {
+        Placement::new(spec.window(kh, kw), x[1], x[2], &spec.padding)
+            .ok()
+            .map(|placed| (placed.out_h, placed.out_w))
+    };
+    let known = |shape: Option<Vec<usize>>| Known { shape, ints: None };
+    match kernel {
+        NnKernel::Depthwise(spec) => vec![known(shape(0).zip(shape(1)).and_then(|(x, f)| {
+            let (&[n, _, _, c], &[kh, kw, _, multiplier]) = (x.as_slice(), f.as_slice()) else {
+                return None;
+            };
+            let (out_h, out_w) = spatial(spec, &x, kh, kw)?;
+            Some(vec![n, out_h, out_w, c.checked_mul(multiplier)?])
+        }))],
+        // The output's shape is the op's first input, `input_sizes`.
+        NnKernel::ConvTranspose(_) => vec![known(ints(0).and_then(|dims| {
+            dims.iter()
+                .map(|&d| usize::try_from(d).ok())
+                .collect::<Option<Vec<usize>>>()
+        }))],
+        NnKernel::Pool { ksize, spec, .. } => vec![known(shape(0).and_then(|x| {
+            let &[n, _, _, c] = x.as_slice() else {
+                return None;
+            };
+            let (out_h, out_w) = spatial(spec, &x, ksize[0], ksize[1])?;
+            Some(vec![n, out_h, out_w, c])
+        }))],
+        // `y` has the input's shape; the batch statistics outputs are one value per channel.
+        NnKernel::BatchNorm { outputs, .. } => {
+            let channels = shape(0).and_then(|x| x.last().copied());
+            let mut all = vec![known(shape(0))];
+            all.extend((1..*outputs).map(|_| known(channels.map(|c| vec![c]))));
+            all
+        }
+        // `paddings` is `[rank, 2]`: each dimension grows by its before and after counts.
+        NnKernel::Pad => vec![known(shape(0).zip(ints(1)).and_then(|(x, paddings)| {
+            if paddings.len() != 2 * x.len() {
+                return None;
+            }
+            x.iter()
+                .zip(paddings.chunks_exact(2))
+                .map(|(&d, pair)| {
+                    let before = usize::try_from(pair[0]).ok()?;
+                    let after = usize::try_from(pair[1]).ok()?;
+                    d.checked_add(before)?.checked_add(after)
+                })
+                .collect()
+        }))],
     }
 }
 
@@ -506,6 +561,58 @@ mod tests {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 << 29), "1.5 GiB");
         assert_eq!(elements(&[usize::MAX, 4]), u64::MAX);
+    }
+
+    #[test]
+    fn layer_op_shapes() {
+        let x = |s: &[usize]| Known::shape(s.to_vec());
+        let ints = |v: &[i64]| Known {
+            shape: Some(vec![v.len()]),
+            ints: Some(v.to_vec()),
+        };
+        let same = ConvSpec {
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: cpu_kernels::conv::Padding::Same,
+        };
+        let shapes = |out: Vec<Known>| out.into_iter().map(|k| k.shape).collect::<Vec<_>>();
+        let pool = NnKernel::Pool {
+            kind: cpu_kernels::conv::Pool::Max,
+            ksize: [2, 2],
+            spec: same.clone(),
+        };
+        assert_eq!(
+            shapes(infer_nn(&pool, &[x(&[8, 28, 27, 16])])),
+            [Some(vec![8, 14, 14, 16])]
+        );
+        let depthwise = NnKernel::Depthwise(same);
+        assert_eq!(
+            shapes(infer_nn(
+                &depthwise,
+                &[x(&[8, 28, 28, 16]), x(&[3, 3, 16, 2])]
+            )),
+            [Some(vec![8, 14, 14, 32])]
+        );
+        let batch_norm = NnKernel::BatchNorm {
+            epsilon: 1e-3,
+            outputs: 3,
+        };
+        assert_eq!(
+            shapes(infer_nn(&batch_norm, &[x(&[8, 7, 7, 32])])),
+            [Some(vec![8, 7, 7, 32]), Some(vec![32]), Some(vec![32])]
+        );
+        assert_eq!(
+            shapes(infer_nn(
+                &NnKernel::Pad,
+                &[x(&[8, 28, 28, 1]), ints(&[0, 0, 2, 2, 1, 3, 0, 0])]
+            )),
+            [Some(vec![8, 32, 32, 1])]
+        );
+        // A paddings tensor that does not match the rank is left out, not guessed.
+        assert_eq!(
+            shapes(infer_nn(&NnKernel::Pad, &[x(&[8, 28]), ints(&[1, 1])])),
+            [None]
+        );
     }
 
     #[test]
