@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let cli = match settings::parse_command_line(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", storage::error_chain_text(error.as_ref()));
             return ExitCode::FAILURE;
         }
     };
@@ -73,7 +73,8 @@ fn main() -> ExitCode {
         Ok(Finished::Completed) => ExitCode::SUCCESS,
         Ok(Finished::Preempted) => ExitCode::from(EXIT_PREEMPTED),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Each cause once: nested storage errors repeat their causes' text.
+            eprintln!("error: {}", storage::error_chain_text(error.as_ref()));
             ExitCode::FAILURE
         }
     }
