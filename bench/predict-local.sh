@@ -9,7 +9,8 @@
 # MODEL_DIR defaults to a model written by our trainer: one epoch on testdata/mnist with the
 # release trainer (the tutorial's network, 784-512-256-10). Environment: RUNS (predictor runs per
 # file, default 5; the median is reported), GCLOUD_RUNS (default 2), VENV (default <repo>/.venv),
-# OUT (work directory, default a temporary one).
+# OUT (work directory, default a temporary one), PREDICTOR (the binary to measure, default the
+# release build made here).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -24,7 +25,8 @@ command -v gcloud >/dev/null || { echo "gcloud is not on PATH" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 
 cargo build --release -q -p predictor -p trainer
-PREDICTOR=$ROOT/target/release/predictor
+# PREDICTOR=path measures another build (e.g. an older commit's) on the same files.
+PREDICTOR=${PREDICTOR:-$ROOT/target/release/predictor}
 
 MODEL_DIR=${1:-}
 if [ -z "$MODEL_DIR" ]; then
