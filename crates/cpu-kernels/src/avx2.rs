@@ -202,6 +202,27 @@ fn horizontal_sum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// Appends one bit per input of `row` (whose length is a multiple of 32) to `masks`: bit `j % 32`
+/// of word `j / 32` is set when input `j` is not zero (NaN included), as
+/// `crate::infer::nonzero_mask` defines it.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn nonzero_mask(row: &[f32], masks: &mut Vec<u32>) {
+    let zero = _mm256_setzero_ps();
+    for chunk in row.chunks_exact(32) {
+        let mut m = 0u32;
+        for q in 0..4 {
+            // SAFETY: `chunk` holds 32 floats, so 8 from `8 * q` are inside it.
+            let v = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * q)) };
+            let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u32;
+            m |= bits << (8 * q);
+        }
+        masks.push(m);
+    }
+}
+
 /// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin):
 /// up to 6 rows x 1 panel (12 of the 16 `ymm` registers as accumulators); 1 row x 4 panels
 /// and 2 rows x 2 panels keep 8 accumulators.

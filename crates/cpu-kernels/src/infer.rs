@@ -235,7 +235,7 @@ impl DenseLayer {
             let height = if self.skip_zeros {
                 masks.clear();
                 for r in block.clone() {
-                    nonzero_mask(&x[r * self.k..(r + 1) * self.k], &mut masks);
+                    nonzero_mask(isa, &x[r * self.k..(r + 1) * self.k], &mut masks);
                 }
                 if let Some(height) = fixed_height {
                     height.clamp(1, MAX_TILE_ROWS)
@@ -344,8 +344,20 @@ const COLUMN_GROUP: usize = 8;
 /// too few accumulators to hide the FMA latency.
 const MIN_PANELS_FOR_SHORT_TILES: usize = 4;
 
-/// Appends one bit per input of `row` (bit `j % 32` of word `j / 32`: set when non-zero).
-fn nonzero_mask(row: &[f32], masks: &mut Vec<u32>) {
+/// Appends one bit per input of `row` (bit `j % 32` of word `j / 32`: set when non-zero,
+/// NaN included).
+fn nonzero_mask(isa: Isa, row: &[f32], masks: &mut Vec<u32>) {
+    let whole = row.len() / 32 * 32;
+    match isa {
+        // SAFETY: AVX2 is checked by `Isa::available` (AVX-512 machines have it too).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { crate::avx2::nonzero_mask(&row[..whole], masks) },
+        Isa::Portable => nonzero_mask_portable(&row[..whole], masks),
+    }
+    nonzero_mask_portable(&row[whole..], masks);
+}
+
+fn nonzero_mask_portable(row: &[f32], masks: &mut Vec<u32>) {
     for chunk in row.chunks(32) {
         let mut m = 0u32;
         for (j, v) in chunk.iter().enumerate() {
@@ -383,7 +395,6 @@ pub(crate) struct InferTile<'a> {
     pub out: *mut f32,
     pub out_ld: usize,
 }
-
 
 /// # Safety
 /// See [`InferTile`]; `isa` must be available on this CPU.
@@ -577,6 +588,24 @@ mod tests {
                     "{isa:?} chosen heights"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_isa_finds_the_same_non_zeros() {
+        let mut row: Vec<f32> = values(100, 15, 2);
+        row[3] = f32::NAN;
+        row[40] = -0.0;
+        row[70] = f32::INFINITY;
+        let mut want = Vec::new();
+        nonzero_mask_portable(&row, &mut want);
+        assert_eq!(want.len(), 4);
+        assert_ne!(want[0] & (1 << 3), 0, "NaN is not zero");
+        assert_eq!(want[1] & (1 << 8), 0, "-0 is zero");
+        for isa in Isa::available() {
+            let mut got = Vec::new();
+            nonzero_mask(isa, &row, &mut got);
+            assert_eq!(got, want, "{isa:?}");
         }
     }
 
