@@ -34,7 +34,8 @@
 //! Calls run on one process-wide [`Team`] with one member per available core
 //! (`std::thread::available_parallelism`; `RAYON_NUM_THREADS` plays no part). How many chunks a
 //! call is cut into follows from its work alone: one chunk per [`MACS_PER_CHUNK`]
-//! multiply-adds, at most two per member, whole row tiles each. A call below that (a single
+//! multiply-adds, at most two per member (up to eight when the call has that many
+//! [`ROW_BLOCK`]s: 10,000 rows run as 16 chunks on 2 cores), whole row tiles each. A call below that (a single
 //! image through the reference MLP) runs on the calling thread and never waits for another
 //! one. When another call already holds the team (concurrent requests in a server), the call
 //! runs on its own thread instead of queueing. Results do not depend on any of this: each
@@ -451,7 +452,10 @@ pub fn chunks_for(macs: usize, rows: usize, tile_rows: usize) -> usize {
     let threads = team_threads();
     let by_work = macs / MACS_PER_CHUNK;
     let by_rows = rows.div_ceil(tile_rows.max(1));
-    by_work.min(by_rows).min(2 * threads).max(1)
+    // Two per member, or more for calls of many row blocks: a member that the OS delays then
+    // costs the others a small chunk rather than a quarter of the call.
+    let most = (2 * threads).max((rows / ROW_BLOCK).min(8 * threads));
+    by_work.min(by_rows).min(most).max(1)
 }
 
 /// Threads of the process-wide team: one per available core, counted once. Asking the OS on
