@@ -27,7 +27,12 @@
 //!
 //! Column groups of [`COLUMN_GROUP`] panels are the outer loop within a block: a group's
 //! weights (400 KB for the first layer) stay in L2 while every tile of the block runs over
-//! them, instead of the whole 1.6 MB matrix streaming from L3 once per tile.
+//! them, instead of the whole 1.6 MB matrix streaming from L3 once per tile. Tried and
+//! dropped, as they measured no better or worse: blocking over the inputs as well (blocks of
+//! 32-128 inputs so that a group's block stays in L1, the chains continued from partial sums:
+//! 10-40% slower, the extra accumulator loads and stores cost more than the L2 hits they
+//! save), software prefetch of the next listed inputs' weights (no change), and column groups
+//! of 1, 2 or all panels and blocks of 384 rows (within the noise).
 //!
 //! # Threads
 //!
@@ -35,9 +40,9 @@
 //! (`std::thread::available_parallelism`; `RAYON_NUM_THREADS` plays no part). How many chunks a
 //! call is cut into follows from its work alone: one chunk per [`MACS_PER_CHUNK`]
 //! multiply-adds, at most two per member (up to eight when the call has that many
-//! [`ROW_BLOCK`]s: 10,000 rows run as 16 chunks on 2 cores), whole row tiles each. A call below that (a single
-//! image through the reference MLP) runs on the calling thread and never waits for another
-//! one. When another call already holds the team (concurrent requests in a server), the call
+//! [`ROW_BLOCK`]s: 10,000 rows run as 16 chunks on 2 cores), whole row tiles each. A call
+//! below that (a single image through the reference MLP) runs on the calling thread and never
+//! waits for another one. When another call already holds the team (concurrent requests in a server), the call
 //! runs on its own thread instead of queueing. Results do not depend on any of this: each
 //! output row is computed by one tile, whoever runs it.
 
