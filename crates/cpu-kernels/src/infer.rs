@@ -19,8 +19,10 @@
 //! (2 rows) and 85% (6 rows). So the height is chosen per block from the block's own zeros:
 //! the estimated cost of each height is (union x rows) multiply-adds times that height's
 //! measured cost per multiply-add ([`height_costs`]), and the cheapest wins. Measured per
-//! layer on the 10,000 test images (AMD EPYC Zen 4, 2 threads, AVX-512, ns per 1000
-//! multiply-adds actually run): 1 row 38-47, 2 rows 16-21, 3 rows 15-18, 4 and 6 rows 12-13.
+//! layer of the reference MLP with each height forced (a throwaway harness timing each layer
+//! alone, best of repeated calls) on the 10,000 test images (AMD EPYC Zen 4, 2 threads,
+//! AVX-512, ns per 1000 multiply-adds actually run): 1 row 38-47, 2 rows 16-21, 3 rows 15-18,
+//! 4 and 6 rows 12-13; AVX2 alike within 10-20%.
 //! One row is load-bound (a weight load per FMA, from L2) and never wins once a block has two
 //! rows, so the SIMD tables start at 2; batch 1 runs one-row tiles. The 12-row tile of the
 //! first version was both the worst skipper and spilled its 24 accumulators.
