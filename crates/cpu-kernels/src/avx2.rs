@@ -202,79 +202,124 @@ fn horizontal_sum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// Rows per inference tile: 6 rows x 16 columns is 12 of the 16 `ymm` registers.
-pub(crate) const INFER_ROWS: usize = 6;
+/// Appends one bit per input of `row` (whose length is a multiple of 32) to `masks`: bit `j % 32`
+/// of word `j / 32` is set when input `j` is not zero (NaN included), as
+/// `crate::infer::nonzero_mask` defines it.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn nonzero_mask(row: &[f32], masks: &mut Vec<u32>) {
+    let zero = _mm256_setzero_ps();
+    for chunk in row.chunks_exact(32) {
+        let mut m = 0u32;
+        for q in 0..4 {
+            // SAFETY: `chunk` holds 32 floats, so 8 from `8 * q` are inside it.
+            let v = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * q)) };
+            let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u32;
+            m |= bits << (8 * q);
+        }
+        masks.push(m);
+    }
+}
 
-/// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin).
+/// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin):
+/// up to 6 rows x 1 panel (12 of the 16 `ymm` registers as accumulators); 1 row x 4 panels
+/// and 2 rows x 2 panels keep 8 accumulators.
 ///
 /// # Safety
 /// See [`crate::infer::InferTile`]; the CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
-    let panels = t.layer.padded_cols() / PANEL;
-    for p in 0..panels {
-        // SAFETY: forwarded contract; every arm's row count is `t.rows.len()`.
-        unsafe {
+    let mut p = t.panels.start;
+    // SAFETY (every call): forwarded contract; panels p..p + NP are inside `t.panels`; every
+    // arm's row count is `t.rows.len()`.
+    unsafe {
+        match t.rows.len() {
+            // One or two rows: a weight load per one or two multiply-adds, so several panels
+            // at once (8 accumulators) for independent FMA chains.
+            1 => {
+                while p + 4 <= t.panels.end {
+                    infer_tile::<1, 4>(t, p);
+                    p += 4;
+                }
+            }
+            2 => {
+                while p + 2 <= t.panels.end {
+                    infer_tile::<2, 2>(t, p);
+                    p += 2;
+                }
+            }
+            _ => {}
+        }
+        while p < t.panels.end {
             match t.rows.len() {
-                6 => infer_tile::<6>(t, p),
-                5 => infer_tile::<5>(t, p),
-                4 => infer_tile::<4>(t, p),
-                3 => infer_tile::<3>(t, p),
-                2 => infer_tile::<2>(t, p),
-                1 => infer_tile::<1>(t, p),
+                6 => infer_tile::<6, 1>(t, p),
+                5 => infer_tile::<5, 1>(t, p),
+                4 => infer_tile::<4, 1>(t, p),
+                3 => infer_tile::<3, 1>(t, p),
+                2 => infer_tile::<2, 1>(t, p),
+                1 => infer_tile::<1, 1>(t, p),
                 _ => {}
             }
+            p += 1;
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn infer_tile<const MR: usize>(t: &InferTile<'_>, panel: usize) {
+unsafe fn infer_tile<const MR: usize, const NP: usize>(t: &InferTile<'_>, panel: usize) {
     // SAFETY (whole body): `t.ks` are valid input columns, rows `t.rows` are inside `x` and
-    // `out`, panel `panel` exists in the packed weights.
+    // `out`, panels `panel..panel + NP` exist in the packed weights.
     unsafe {
         let layer = t.layer;
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; MR];
         let x = t.x.as_ptr().add(t.rows.start * t.x_ld);
-        let w = layer.panel_ptr(panel);
+        let w0 = layer.panel_ptr(panel);
+        let stride = layer.panel_stride();
         for &kk in t.ks {
             let kk = kk as usize;
-            let w0 = _mm256_loadu_ps(w.add(kk * PANEL));
-            let w1 = _mm256_loadu_ps(w.add(kk * PANEL + 8));
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let xv = _mm256_broadcast_ss(&*x.add(r * t.x_ld + kk));
-                acc_r[0] = _mm256_fmadd_ps(xv, w0, acc_r[0]);
-                acc_r[1] = _mm256_fmadd_ps(xv, w1, acc_r[1]);
+                for (h, acc_rh) in acc_r.iter_mut().enumerate() {
+                    let w = w0.add(h * stride + kk * PANEL);
+                    acc_rh[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w), acc_rh[0]);
+                    acc_rh[1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w.add(8)), acc_rh[1]);
+                }
             }
         }
         let zero = _mm256_setzero_ps();
         let six = _mm256_set1_ps(6.0);
-        let c = panel * PANEL;
-        let live = layer.cols().saturating_sub(c).min(PANEL);
-        let bias = [
-            _mm256_loadu_ps(layer.bias_ptr().add(c)),
-            _mm256_loadu_ps(layer.bias_ptr().add(c + 8)),
-        ];
-        for (r, acc_r) in acc.iter().enumerate() {
-            let mut v = [zero; 2];
-            for h in 0..2 {
-                v[h] = _mm256_add_ps(acc_r[h], bias[h]);
-                match layer.activation() {
-                    Activation::None => {}
-                    Activation::Relu => v[h] = _mm256_max_ps(zero, v[h]),
-                    Activation::Relu6 => v[h] = _mm256_min_ps(six, _mm256_max_ps(zero, v[h])),
+        for h in 0..NP {
+            let c = (panel + h) * PANEL;
+            let live = layer.cols().saturating_sub(c).min(PANEL);
+            let bias = [
+                _mm256_loadu_ps(layer.bias_ptr().add(c)),
+                _mm256_loadu_ps(layer.bias_ptr().add(c + 8)),
+            ];
+            for (r, acc_r) in acc.iter().enumerate() {
+                let mut v = [zero; 2];
+                for half in 0..2 {
+                    v[half] = _mm256_add_ps(acc_r[h][half], bias[half]);
+                    match layer.activation() {
+                        Activation::None => {}
+                        Activation::Relu => v[half] = _mm256_max_ps(zero, v[half]),
+                        Activation::Relu6 => {
+                            v[half] = _mm256_min_ps(six, _mm256_max_ps(zero, v[half]))
+                        }
+                    }
                 }
-            }
-            let out = t.out.add((t.rows.start + r) * t.out_ld + c);
-            if live == PANEL {
-                _mm256_storeu_ps(out, v[0]);
-                _mm256_storeu_ps(out.add(8), v[1]);
-            } else {
-                let mut row = [0f32; PANEL];
-                _mm256_storeu_ps(row.as_mut_ptr(), v[0]);
-                _mm256_storeu_ps(row.as_mut_ptr().add(8), v[1]);
-                std::ptr::copy_nonoverlapping(row.as_ptr(), out, live);
+                let out = t.out.add((t.rows.start + r) * t.out_ld + c);
+                if live == PANEL {
+                    _mm256_storeu_ps(out, v[0]);
+                    _mm256_storeu_ps(out.add(8), v[1]);
+                } else {
+                    let mut row = [0f32; PANEL];
+                    _mm256_storeu_ps(row.as_mut_ptr(), v[0]);
+                    _mm256_storeu_ps(row.as_mut_ptr().add(8), v[1]);
+                    std::ptr::copy_nonoverlapping(row.as_ptr(), out, live);
+                }
             }
         }
     }

@@ -3,9 +3,9 @@
 //! A [`PANEL`] of 16 columns is exactly one `zmm` register, so the training kernels keep a
 //! `rows x 16` block of outputs in `rows` accumulators and run the same fused multiply-adds in
 //! the same order as the AVX2 kernels (which use two `ymm` halves): bit-identical results,
-//! fewer instructions. The inference kernel ([`dense_infer`]) works on `rows x 32` tiles, skips
-//! input columns that are zero in every row of the tile, and writes the last partial panel
-//! with a masked store.
+//! fewer instructions. The inference kernel ([`dense_infer`]) works on tiles of up to 6 rows
+//! by 4 panels (8 panels for 1-2 rows), over the input columns the caller lists, and writes
+//! the last partial panel with a masked store.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -117,10 +117,8 @@ unsafe fn update_tile<const KR: usize>(u: &WeightUpdate, k0: usize, j: usize) {
     }
 }
 
-/// Rows per inference tile: 12 rows x 2 panels is 24 accumulators of the 32 `zmm` registers.
-pub(crate) const INFER_ROWS: usize = 12;
-
-/// One inference tile: rows `t.rows`, all columns, over the input columns listed in `t.ks`.
+/// One inference tile: rows `t.rows` (at most 6), panels `t.panels`, over the input columns
+/// listed in `t.ks`.
 ///
 /// # Safety
 /// See [`crate::infer::InferTile`]; the CPU must support AVX-512F.
@@ -129,12 +127,6 @@ pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
     // SAFETY: forwarded contract; every arm's row count is `t.rows.len()`.
     unsafe {
         match t.rows.len() {
-            12 => infer_rows::<12>(t),
-            11 => infer_rows::<11>(t),
-            10 => infer_rows::<10>(t),
-            9 => infer_rows::<9>(t),
-            8 => infer_rows::<8>(t),
-            7 => infer_rows::<7>(t),
             6 => infer_rows::<6>(t),
             5 => infer_rows::<5>(t),
             4 => infer_rows::<4>(t),
@@ -149,19 +141,29 @@ pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn infer_rows<const MR: usize>(t: &InferTile<'_>) {
-    let panels = t.layer.padded_cols() / PANEL;
-    let mut p = 0;
-    while p < panels {
-        let two = p + 1 < panels;
-        // SAFETY: panels p (and p + 1) exist; rows are inside x and out (caller's contract).
-        unsafe {
-            if two {
-                infer_tile::<MR, 2>(t, p);
-            } else {
-                infer_tile::<MR, 1>(t, p);
+    let mut p = t.panels.start;
+    // SAFETY (every call): panels p..p + NP are inside `t.panels`, which exist in the packed
+    // weights; rows are inside x and out (caller's contract).
+    unsafe {
+        if MR <= 2 {
+            // One or two rows: few broadcasts per weight load, so as many panels at once as
+            // the registers hold, for independent FMA chains.
+            while p + 8 <= t.panels.end {
+                infer_tile::<MR, 8>(t, p);
+                p += 8;
             }
         }
-        p += if two { 2 } else { 1 };
+        while p + 4 <= t.panels.end {
+            infer_tile::<MR, 4>(t, p);
+            p += 4;
+        }
+        while p + 2 <= t.panels.end {
+            infer_tile::<MR, 2>(t, p);
+            p += 2;
+        }
+        if p < t.panels.end {
+            infer_tile::<MR, 1>(t, p);
+        }
     }
 }
 

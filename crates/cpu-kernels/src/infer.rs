@@ -2,22 +2,49 @@
 //! run over any number of rows on the shared thread team ([`DenseLayer::forward`]).
 //!
 //! The weights are stored panel-major like the training engine's ([`crate::Packed`]), padded
-//! with zero columns to a multiple of [`PANEL`]. A call cuts the rows into tiles (12 rows with
-//! AVX-512, 6 with AVX2); for each tile it lists the input columns that are non-zero in at
-//! least one of its rows and runs the multiply-adds over those only. Skipping a zero input
-//! changes nothing: `acc + 0 * w == acc` exactly for finite `w` (the accumulator starts at +0
-//! and can never become -0), so the layer still gives each output as one ordered chain of
-//! fused multiply-adds; layers whose weights are not all finite never skip. It matters for
-//! images (MNIST digits are about 80% zeros) and after ReLU.
+//! with zero columns to a multiple of [`PANEL`]. Skipping a zero input changes nothing:
+//! `acc + 0 * w == acc` exactly for finite `w` (the accumulator starts at +0 and can never
+//! become -0), so every output is one ordered chain of fused multiply-adds over its row's
+//! non-zero inputs, whatever skips what, and all paths below give the same bits; layers whose
+//! weights are not all finite never skip. It matters: MNIST digits are 81% zeros, and the
+//! reference MLP's first ReLU output is 63% zeros.
+//!
+//! # Tiles, and how tall
+//!
+//! A call runs its rows in blocks of [`ROW_BLOCK`] (96). A block is cut into tiles of a few
+//! rows; a tile runs over the input columns that are non-zero in at least one of its rows (the
+//! union), keeping `rows x panels` outputs in registers and reusing each weight load for every
+//! row. Taller tiles reuse more but skip less: over the MNIST test images a row is 19% non-zero,
+//! the union of 2 rows 29%, of 6 rows 42%, of 12 rows 49%; after the first ReLU 37%, 57%
+//! (2 rows) and 85% (6 rows). So the height is chosen per block from the block's own zeros:
+//! the estimated cost of each height is (union x rows) multiply-adds times that height's
+//! measured cost per multiply-add ([`height_costs`]), and the cheapest wins. Measured per
+//! layer of the reference MLP with each height forced (a throwaway harness timing each layer
+//! alone, best of repeated calls) on the 10,000 test images (AMD EPYC Zen 4, 2 threads,
+//! AVX-512, ns per 1000 multiply-adds actually run): 1 row 38-47, 2 rows 16-21, 3 rows 15-18,
+//! 4 and 6 rows 12-13; AVX2 alike within 10-20%.
+//! One row is load-bound (a weight load per FMA, from L2) and never wins once a block has two
+//! rows, so the SIMD tables start at 2; batch 1 runs one-row tiles. The 12-row tile of the
+//! first version was both the worst skipper and spilled its 24 accumulators.
+//!
+//! Column groups of [`COLUMN_GROUP`] panels are the outer loop within a block: a group's
+//! weights (400 KB for the first layer) stay in L2 while every tile of the block runs over
+//! them, instead of the whole 1.6 MB matrix streaming from L3 once per tile. Tried and
+//! dropped, as they measured no better or worse: blocking over the inputs as well (blocks of
+//! 32-128 inputs so that a group's block stays in L1, the chains continued from partial sums:
+//! 10-40% slower, the extra accumulator loads and stores cost more than the L2 hits they
+//! save), software prefetch of the next listed inputs' weights (no change), and column groups
+//! of 1, 2 or all panels and blocks of 384 rows (within the noise).
 //!
 //! # Threads
 //!
 //! Calls run on one process-wide [`Team`] with one member per available core
 //! (`std::thread::available_parallelism`; `RAYON_NUM_THREADS` plays no part). How many chunks a
 //! call is cut into follows from its work alone: one chunk per [`MACS_PER_CHUNK`]
-//! multiply-adds, at most two per member, whole row tiles each. A call below that (a single
-//! image through the reference MLP) runs on the calling thread and never waits for another
-//! one. When another call already holds the team (concurrent requests in a server), the call
+//! multiply-adds, at most two per member (up to eight when the call has that many
+//! [`ROW_BLOCK`]s: 10,000 rows run as 16 chunks on 2 cores), whole row tiles each. A call
+//! below that (a single image through the reference MLP) runs on the calling thread and never
+//! waits for another one. When another call already holds the team (concurrent requests in a server), the call
 //! runs on its own thread instead of queueing. Results do not depend on any of this: each
 //! output row is computed by one tile, whoever runs it.
 
@@ -122,10 +149,6 @@ impl DenseLayer {
         self.n
     }
 
-    pub(crate) fn padded_cols(&self) -> usize {
-        self.np
-    }
-
     pub(crate) fn panel_stride(&self) -> usize {
         self.panel_stride
     }
@@ -155,6 +178,17 @@ impl DenseLayer {
 
     /// As [`DenseLayer::forward`], with a chosen ISA (which must be one of [`Isa::available`]).
     pub fn forward_with(&self, isa: Isa, x: &[f32]) -> Result<Vec<f32>, CpuKernelsError> {
+        self.forward_tiled(isa, x, None)
+    }
+
+    /// As [`DenseLayer::forward_with`]; `height` fixes the tile height instead of choosing it
+    /// per block (for tests: every height must give the same bits).
+    fn forward_tiled(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        height: Option<usize>,
+    ) -> Result<Vec<f32>, CpuKernelsError> {
         if self.k == 0 || !x.len().is_multiple_of(self.k) {
             return Err(CpuKernelsError::Input {
                 k: self.k,
@@ -163,14 +197,14 @@ impl DenseLayer {
         }
         let rows = x.len() / self.k;
         let mut out = vec![0f32; rows * self.n];
-        let tile_rows = tile_rows(isa);
+        let tile_rows = MAX_TILE_ROWS;
         let chunks = chunks_for(self.macs(rows), rows, tile_rows);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let run = |_: usize, chunk: usize, chunks: usize| {
             let mine = share(rows, tile_rows, chunks, chunk);
             // SAFETY: `x` holds `rows` rows of `k`; `out` holds `rows` rows of `n` and this
             // chunk is the only writer of rows `mine` (chunks are disjoint).
-            unsafe { self.run_rows(isa, x, out_ptr.get(), mine) };
+            unsafe { self.run_rows(isa, x, out_ptr.get(), mine, height) };
         };
         if chunks <= 1 {
             run(0, 0, 1);
@@ -180,40 +214,198 @@ impl DenseLayer {
         Ok(out)
     }
 
-    /// Runs rows `rows` tile by tile.
+    /// Runs rows `rows`, [`ROW_BLOCK`] rows at a time (see the module docs).
     ///
     /// # Safety
     /// `x` holds at least `rows.end` rows of `k`; `out` points to at least `rows.end` rows of
     /// `n` floats that nobody else reads or writes during the call; `isa` is available.
-    unsafe fn run_rows(&self, isa: Isa, x: &[f32], out: *mut f32, rows: Range<usize>) {
-        let tile_rows = tile_rows(isa);
-        let mut ks: Vec<u32> = Vec::with_capacity(self.k);
-        let mut start = rows.start;
-        while start < rows.end {
-            let end = (start + tile_rows).min(rows.end);
+    unsafe fn run_rows(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        out: *mut f32,
+        rows: Range<usize>,
+        fixed_height: Option<usize>,
+    ) {
+        let panels = self.np / PANEL;
+        let words = self.k.div_ceil(32);
+        let mut masks: Vec<u32> = Vec::with_capacity(ROW_BLOCK * words);
+        let mut union = vec![0u32; words];
+        // The input columns each tile runs over, one list after another.
+        let mut ks: Vec<u32> = Vec::new();
+        let mut tiles: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+        let mut block_start = rows.start;
+        while block_start < rows.end {
+            let block = block_start..(block_start + ROW_BLOCK).min(rows.end);
+            block_start = block.end;
             ks.clear();
-            let block = &x[start * self.k..end * self.k];
-            if self.skip_zeros {
-                for kk in 0..self.k {
-                    if block.iter().skip(kk).step_by(self.k).any(|&v| v != 0.0) {
-                        ks.push(kk as u32);
-                    }
+            tiles.clear();
+            let height = if self.skip_zeros {
+                masks.clear();
+                for r in block.clone() {
+                    nonzero_mask(isa, &x[r * self.k..(r + 1) * self.k], &mut masks);
+                }
+                if let Some(height) = fixed_height {
+                    height.clamp(1, MAX_TILE_ROWS)
+                } else if panels < MIN_PANELS_FOR_SHORT_TILES {
+                    MAX_TILE_ROWS
+                } else {
+                    cheapest_height(isa, &masks, words)
                 }
             } else {
-                ks.extend(0..self.k as u32);
-            }
-            let tile = InferTile {
-                layer: self,
-                x,
-                x_ld: self.k,
-                rows: start..end,
-                ks: &ks,
-                out,
-                out_ld: self.n,
+                fixed_height
+                    .unwrap_or(MAX_TILE_ROWS)
+                    .clamp(1, MAX_TILE_ROWS)
             };
-            // SAFETY: forwarded contract; the tile's rows are inside `rows`.
-            unsafe { infer_tile(isa, &tile) };
-            start = end;
+            let mut t = block.start;
+            while t < block.end {
+                let tile = t..(t + height).min(block.end);
+                t = tile.end;
+                let from = ks.len();
+                if self.skip_zeros {
+                    union.fill(0);
+                    for r in tile.clone() {
+                        let i = r - block.start;
+                        for (u, m) in union.iter_mut().zip(&masks[i * words..(i + 1) * words]) {
+                            *u |= m;
+                        }
+                    }
+                    push_columns(isa, &union, &mut ks);
+                } else {
+                    ks.extend(0..self.k as u32);
+                }
+                tiles.push((tile, from..ks.len()));
+            }
+            // Column groups outermost: a group's weights stay in L2 while every tile of the
+            // block runs over them.
+            let mut p = 0;
+            while p < panels {
+                let group = p..(p + COLUMN_GROUP).min(panels);
+                p = group.end;
+                for (tile_rows, list) in &tiles {
+                    let tile = InferTile {
+                        layer: self,
+                        x,
+                        x_ld: self.k,
+                        rows: tile_rows.clone(),
+                        panels: group.clone(),
+                        ks: &ks[list.clone()],
+                        out,
+                        out_ld: self.n,
+                    };
+                    // SAFETY: forwarded contract; the tile's rows are inside `rows`.
+                    unsafe { infer_tile(isa, &tile) };
+                }
+            }
+        }
+    }
+}
+
+/// Tile heights the kernels come in, and what a multiply-add costs in each, relative (measured,
+/// see the module docs): a tile runs over the union of its rows' non-zero inputs, so taller
+/// tiles reuse each weight load more but skip fewer zeros.
+fn height_costs(isa: Isa) -> &'static [(usize, f64)] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => &[(2, 1.4), (3, 1.2), (4, 1.0), (6, 0.97)],
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => &[(2, 1.5), (3, 1.15), (4, 1.15), (6, 1.0)],
+        Isa::Portable => &[(1, 1.0)],
+    }
+}
+
+/// The tallest tile any kernel takes.
+const MAX_TILE_ROWS: usize = 6;
+
+/// The tile height with the least estimated cost for a block of rows with non-zero `masks`
+/// (`words` per row).
+fn cheapest_height(isa: Isa, masks: &[u32], words: usize) -> usize {
+    let mut union = vec![0u32; words];
+    let mut best = (f64::INFINITY, 1);
+    for &(height, cost) in height_costs(isa) {
+        let mut macs = 0usize;
+        for tile in masks.chunks(words * height) {
+            union.fill(0);
+            for row in tile.chunks(words) {
+                for (u, m) in union.iter_mut().zip(row) {
+                    *u |= m;
+                }
+            }
+            macs += count_ones(isa, &union) * (tile.len() / words);
+        }
+        let estimate = macs as f64 * cost;
+        if estimate < best.0 {
+            best = (estimate, height);
+        }
+    }
+    best.1
+}
+
+/// Set bits in `words`: with the `popcnt` instruction where the CPU has it (every AVX2 CPU
+/// does; the baseline x86-64 target counts with a dozen shifts and masks per word, which was
+/// most of the height choice's cost).
+fn count_ones(isa: Isa, words: &[u32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Portable && std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: popcnt was just detected.
+        return unsafe { count_ones_popcnt(words) };
+    }
+    let _ = isa;
+    words.iter().map(|w| w.count_ones() as usize).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn count_ones_popcnt(words: &[u32]) -> usize {
+    words.iter().map(|w| w.count_ones() as usize).sum()
+}
+
+/// Rows handled together: each group of weight columns is loaded into L2 once per block
+/// rather than once per tile, and the tile height is chosen per block.
+const ROW_BLOCK: usize = 96;
+/// Panels per column group: 8 x 16 columns of a 784-input layer are 400 KB, which stay in a
+/// 1 MB L2 next to the block's inputs.
+const COLUMN_GROUP: usize = 8;
+/// Layers narrower than this run the tallest tiles: a short tile over one or two panels has
+/// too few accumulators to hide the FMA latency.
+const MIN_PANELS_FOR_SHORT_TILES: usize = 4;
+
+/// Appends one bit per input of `row` (bit `j % 32` of word `j / 32`: set when non-zero,
+/// NaN included).
+fn nonzero_mask(isa: Isa, row: &[f32], masks: &mut Vec<u32>) {
+    let whole = row.len() / 32 * 32;
+    match isa {
+        // SAFETY: AVX2 is checked by `Isa::available` (AVX-512 machines have it too).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma | Isa::Avx512 => unsafe { crate::avx2::nonzero_mask(&row[..whole], masks) },
+        Isa::Portable => nonzero_mask_portable(&row[..whole], masks),
+    }
+    nonzero_mask_portable(&row[whole..], masks);
+}
+
+fn nonzero_mask_portable(row: &[f32], masks: &mut Vec<u32>) {
+    for chunk in row.chunks(32) {
+        let mut m = 0u32;
+        for (j, v) in chunk.iter().enumerate() {
+            m |= u32::from(*v != 0.0) << j;
+        }
+        masks.push(m);
+    }
+}
+
+/// Appends the indices of the set bits of `mask`, ascending. Sized first and filled through
+/// a local index: `Vec::push` kept the length in memory, one store-to-load chain per index.
+fn push_columns(isa: Isa, mask: &[u32], ks: &mut Vec<u32>) {
+    let start = ks.len();
+    ks.resize(start + count_ones(isa, mask), 0);
+    let out = &mut ks[start..];
+    let mut i = 0;
+    for (w, &m) in mask.iter().enumerate() {
+        let mut m = m;
+        while m != 0 {
+            out[i] = w as u32 * 32 + m.trailing_zeros();
+            i += 1;
+            m &= m - 1;
         }
     }
 }
@@ -229,19 +421,11 @@ pub(crate) struct InferTile<'a> {
     pub x: &'a [f32],
     pub x_ld: usize,
     pub rows: Range<usize>,
+    /// The panels (of [`PANEL`] output columns) to compute.
+    pub panels: Range<usize>,
     pub ks: &'a [u32],
     pub out: *mut f32,
     pub out_ld: usize,
-}
-
-fn tile_rows(isa: Isa) -> usize {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => crate::avx512::INFER_ROWS,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => crate::avx2::INFER_ROWS,
-        Isa::Portable => 4,
-    }
 }
 
 /// # Safety
@@ -264,7 +448,7 @@ unsafe fn infer_tile(isa: Isa, t: &InferTile<'_>) {
 unsafe fn portable_infer(t: &InferTile<'_>) {
     let layer = t.layer;
     for i in t.rows.clone() {
-        for c in 0..layer.n {
+        for c in t.panels.start * PANEL..(t.panels.end * PANEL).min(layer.n) {
             let mut acc = 0f32;
             let panel = &layer.w[(c / PANEL) * layer.panel_stride..];
             for &kk in t.ks {
@@ -299,7 +483,10 @@ pub fn chunks_for(macs: usize, rows: usize, tile_rows: usize) -> usize {
     let threads = team_threads();
     let by_work = macs / MACS_PER_CHUNK;
     let by_rows = rows.div_ceil(tile_rows.max(1));
-    by_work.min(by_rows).min(2 * threads).max(1)
+    // Two per member, or more for calls of many row blocks: a member that the OS delays then
+    // costs the others a small chunk rather than a quarter of the call.
+    let most = (2 * threads).max((rows / ROW_BLOCK).min(8 * threads));
+    by_work.min(by_rows).min(most).max(1)
 }
 
 /// Threads of the process-wide team: one per available core, counted once. Asking the OS on
@@ -399,6 +586,86 @@ mod tests {
                         .zip(&results[0].1)
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{isa:?} differs from the portable kernel"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_tile_height_gives_the_same_bits() {
+        // Rows of different densities (images, ReLU outputs, dense rows) and widths that leave
+        // partial column groups and panels.
+        for (rows, k, n, zeros_every) in [(200, 784, 144, 5), (97, 70, 200, 2), (13, 33, 70, 1000)]
+        {
+            let x: Vec<f32> = values(rows * k, 11, 1)
+                .iter()
+                .zip(values(rows * k, 12, zeros_every))
+                .map(|(v, keep)| if keep == 0.0 { 0.0 } else { *v })
+                .map(|v| if v < 0.5 { 0.0 } else { v })
+                .collect();
+            let w = values(k * n, 13, 1000);
+            let b = values(n, 14, 1000);
+            let layer = DenseLayer::new(&w, k, n, false, Some(&b), Activation::Relu).unwrap();
+            let want = layer.forward_tiled(Isa::Portable, &x, Some(1)).unwrap();
+            for isa in Isa::available() {
+                for height in 1..=MAX_TILE_ROWS {
+                    let got = layer.forward_tiled(isa, &x, Some(height)).unwrap();
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?}, tiles of {height} rows, {rows}x{k}x{n}: differs"
+                    );
+                }
+                assert_eq!(
+                    layer.forward_with(isa, &x).unwrap(),
+                    want,
+                    "{isa:?} chosen heights"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_isa_finds_the_same_non_zeros() {
+        let mut row: Vec<f32> = values(100, 15, 2);
+        row[3] = f32::NAN;
+        row[40] = -0.0;
+        row[70] = f32::INFINITY;
+        let mut want = Vec::new();
+        nonzero_mask_portable(&row, &mut want);
+        assert_eq!(want.len(), 4);
+        assert_ne!(want[0] & (1 << 3), 0, "NaN is not zero");
+        assert_eq!(want[1] & (1 << 8), 0, "-0 is zero");
+        for isa in Isa::available() {
+            let mut got = Vec::new();
+            nonzero_mask(isa, &row, &mut got);
+            assert_eq!(got, want, "{isa:?}");
+        }
+    }
+
+    #[test]
+    fn the_cheapest_height_follows_the_density() {
+        let words = 784usize.div_ceil(32);
+        // Sparse rows with no common non-zero: the union grows with the height, the shortest
+        // tile wins.
+        let mut masks = vec![0u32; 96 * words];
+        for r in 0..96 {
+            masks[r * words + r % words] = 1 << (r % 32);
+        }
+        for isa in Isa::available() {
+            let shortest = height_costs(isa).iter().map(|h| h.0).min().unwrap();
+            assert_eq!(cheapest_height(isa, &masks, words), shortest, "{isa:?}");
+        }
+        // Dense rows: every height runs the same multiply-adds, the tallest reuses most.
+        let dense = vec![u32::MAX; 96 * words];
+        #[cfg(target_arch = "x86_64")]
+        for isa in [Isa::Avx2Fma, Isa::Avx512] {
+            if Isa::available().contains(&isa) {
+                assert_eq!(
+                    cheapest_height(isa, &dense, words),
+                    MAX_TILE_ROWS,
+                    "{isa:?}"
                 );
             }
         }
