@@ -32,7 +32,6 @@ pub(crate) fn tfs_error(error: &ApiError) -> Response {
 }
 
 /// A JSON prediction (TF Serving's row or columnar body) on a resolved version.
-
 pub(crate) async fn predict(
     state: &Arc<AppState>,
     request: Request,
