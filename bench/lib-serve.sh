@@ -9,7 +9,8 @@
 #                            bodies in $work/one-v2.json and $work/hundred-v2.json
 #   serve_start [ARGS...]    `predictor serve --port 0 --registry $work/registry ARGS...` on
 #                            127.0.0.1 with per-request `info` logs in $work/server.log, as a
-#                            deployment would write them; sets $server_pid and $url
+#                            deployment would write them; sets $server_pid and $url (and
+#                            $grpc_addr, HOST:PORT, when ARGS include --grpc-port)
 #   serve_wait_available M   waits until TF Serving's status of model M says AVAILABLE
 #   serve_stop               SIGTERM and wait; sets $peak_rss_kb (the server's VmHWM)
 
@@ -60,6 +61,8 @@ serve_start() {
     sleep 0.05
   done
   url=$(sed -n 's/^listening on //p' "$work/server.out")
+  # HOST:PORT of the gRPC API when started with --grpc-port.
+  grpc_addr=$(sed -n 's/^grpc listening on //p' "$work/server.out")
   if [ -z "$url" ]; then
     echo "server did not start:" >&2
     cat "$work/server.log" >&2

@@ -5,12 +5,18 @@
 #   DURATION=20 bench/serve-load.sh
 #   PREDICTOR=/tmp/old/predictor bench/serve-load.sh   # measure another build of the server
 #   PROTOCOL=v2 bench/serve-load.sh                     # KServe V2 infer instead of TF Serving REST
+#   PROTOCOL=grpc bench/serve-load.sh                   # TF Serving gRPC Predict (Rust client:
+#                                                       # crates/serving/examples/grpc_load.rs)
+#   PROTOCOL="rest v2 grpc" MODES=on bench/serve-load.sh  # all three, same run, same server
+#   GRPC_LOAD=/path/grpc_load GRPC_CONNECTIONS=4 ...      # another build of the client; connections
 #   MODES=on bench/serve-load.sh                        # batching on only (default: on, then off)
 #
 # Builds the release binary, serves testdata/savedmodels/tf1-tutorial (the tutorial's MNIST MLP,
 # exported by TensorFlow) on 127.0.0.1, and for batching on and off measures:
 #   single-instance predict at 1 and 64 connections, 100-instance predict at 16 connections:
 #   req/s, instances/s, p50/p99 latency, non-2xx responses, and the server's peak RSS (VmHWM).
+# gRPC runs the same loads as concurrent streams (64 streams over GRPC_CONNECTIONS HTTP/2
+# connections, default 1, as ghz's default) and counts failed calls as errors.
 # Every run is bounded in time (DURATION seconds, default 10) and talks to loopback only.
 # Prints a Markdown table; machine load (uptime) is printed before each run.
 set -euo pipefail
@@ -18,11 +24,26 @@ set -euo pipefail
 # shellcheck source=bench/lib-serve.sh
 source "$(dirname "$0")/lib-serve.sh"
 duration=${DURATION:-10}
-protocol=${PROTOCOL:-rest}
-case "$protocol" in
-  rest) route=${ROUTE:-/v1/models/mnist:predict}; suffix= ;;
-  v2) route=${ROUTE:-/v2/models/mnist/infer}; suffix=-v2 ;;
-  *) echo "PROTOCOL must be rest or v2, not $protocol" >&2; exit 1 ;;
+protocols=${PROTOCOL:-rest}
+# select PROTOCOL: sets $route and $suffix (the body files) for the HTTP protocols
+select_protocol() {
+  case "$1" in
+    rest) route=${ROUTE:-/v1/models/mnist:predict}; suffix= ;;
+    v2) route=${ROUTE:-/v2/models/mnist/infer}; suffix=-v2 ;;
+    grpc) route=/tensorflow.serving.PredictionService/Predict; suffix= ;;
+    *) echo "PROTOCOL must be rest, v2 or grpc (or several), not $1" >&2; exit 1 ;;
+  esac
+}
+for protocol in $protocols; do select_protocol "$protocol"; done
+grpc_load=
+case " $protocols " in
+  *" grpc "*)
+    if [ -n "${GRPC_LOAD:-}" ]; then
+      grpc_load=$GRPC_LOAD
+    else
+      cargo build --release -p serving --example grpc_load >&2
+      grpc_load=$root/target/release/examples/grpc_load
+    fi ;;
 esac
 
 oha_bin=${OHA:-$(command -v oha || true)}
@@ -40,8 +61,12 @@ serve_sample_bodies
 # run NAME BODY INSTANCES CONNECTIONS -> one Markdown row (and the load average first, on stderr)
 run() {
   local name=$1 body=$2 instances=$3 connections=$4
+  [ "$protocols" = rest ] || name="$name, $protocol"
   echo "load before '$name' ($mode): $(uptime)" >&2
-  if [ -n "$oha_bin" ]; then
+  if [ "$protocol" = grpc ]; then
+    "$grpc_load" "$grpc_addr" "$root/testdata/sample.json" "$instances" "$connections" \
+      "${GRPC_CONNECTIONS:-1}" "$duration" "$name" "$mode"
+  elif [ -n "$oha_bin" ]; then
     "$oha_bin" --no-tui --output-format json -z "${duration}s" -c "$connections" -m POST \
       -H 'content-type: application/json' -D "$body" "$url$route" >"$work/result.json"
     python3 - "$work/result.json" "$name" "$mode" "$instances" "$connections" <<'EOF'
@@ -72,19 +97,21 @@ EOF
   fi
 }
 
-echo "machine: $(nproc) CPUs, $(uname -m); tool: ${oha_bin:-$wrk_bin}; ${duration}s per run; route $route" >&2
+echo "machine: $(nproc) CPUs, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); tool: ${oha_bin:-$wrk_bin}; ${duration}s per run; protocols: $protocols" >&2
 echo "| load | batching | connections | req/s | instances/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|---|---|---|"
 for mode in ${MODES:-on off}; do
-  if [ "$mode" = on ]; then
-    serve_start --model "mnist=$model"
-  else
-    serve_start --model "mnist=$model" --no-batching
-  fi
+  args=(--model "mnist=$model")
+  [ "$mode" = on ] || args+=(--no-batching)
+  [ -z "$grpc_load" ] || args+=(--grpc-port 0)
+  serve_start "${args[@]}"
   serve_wait_available mnist
-  run "1 instance" "$work/one$suffix.json" 1 1
-  run "1 instance" "$work/one$suffix.json" 1 64
-  run "100 instances" "$work/hundred$suffix.json" 100 16
+  for protocol in $protocols; do
+    select_protocol "$protocol"
+    run "1 instance" "$work/one$suffix.json" 1 1
+    run "1 instance" "$work/one$suffix.json" 1 64
+    run "100 instances" "$work/hundred$suffix.json" 100 16
+  done
   serve_stop
   echo "| peak RSS ($mode) | $((peak_rss_kb / 1024)) MiB | | | | | | |"
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; .ci/run calls it).
 # Sets up the pinned Python tools the tests drive (TensorFlow 2.21 for format checks and gcloud parity,
-# fake-gcs-server for gs://), then runs lints and the whole workspace's tests. The tests start and stop
-# their own fake-gcs-server on free loopback ports; nothing touches the internet.
+# fake-gcs-server for gs://, tritonclient and tensorflow-serving-api for the serving clients), then runs
+# lints and the whole workspace's tests. The tests start and stop their own fake-gcs-server on free
+# loopback ports; nothing touches the internet.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

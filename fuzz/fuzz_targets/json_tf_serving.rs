@@ -26,5 +26,5 @@ fn signatures() -> BTreeMap<String, SignatureInfo> {
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse(data, Rules::TfServing);
-    let _ = serving::tensor_json::parse_predict_request(data, &signatures());
+    let _ = predict_json::parse_tf_serving_request(data, &signatures());
 });

@@ -36,6 +36,13 @@ pub struct ServeArgs {
     /// Only allow version origins under this prefix (path or URL); repeatable.
     #[arg(long = "allow-origin", value_name = "PREFIX")]
     allow_origins: Vec<String>,
+    /// Also serve TF Serving's gRPC API (PredictionService, ModelService) on this port, on the
+    /// same host (TF Serving's default is 8500; 0 picks a free one). Off unless given.
+    #[arg(long, value_name = "PORT")]
+    grpc_port: Option<u16>,
+    /// Largest gRPC message accepted, in bytes (RESOURCE_EXHAUSTED above it).
+    #[arg(long, value_name = "BYTES", default_value_t = serving::grpc::DEFAULT_MAX_MESSAGE_BYTES)]
+    grpc_max_message_bytes: usize,
     /// Largest accepted request body, in bytes (Cloud ML Engine's limit is 1.5 MB).
     #[arg(long, default_value_t = serving::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -73,19 +80,19 @@ pub struct ServeArgs {
     /// Longest wait, in seconds, for a client to send a complete request line and headers,
     /// including the wait for the next request on an idle keep-alive connection; the
     /// connection is closed when it runs out (protects against slow-loris clients).
-    #[arg(long, value_name = "SECS", default_value_t = serving::connections::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    #[arg(long, value_name = "SECS", default_value_t = serving::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
     header_read_timeout: f64,
     /// Longest time, in seconds, a request body may take to arrive (408 after that). The
     /// request counts against --max-concurrent-requests only once its body is in.
-    #[arg(long, value_name = "SECS", default_value_t = serving::body::DEFAULT_BODY_READ_TIMEOUT.as_secs_f64())]
+    #[arg(long, value_name = "SECS", default_value_t = serving::DEFAULT_BODY_READ_TIMEOUT.as_secs_f64())]
     body_read_timeout: f64,
     /// Slowest accepted request body in bytes per second, after a 2 s start (408 below it;
     /// 0 turns the check off).
-    #[arg(long, value_name = "BYTES", default_value_t = serving::body::DEFAULT_MIN_BODY_RATE)]
+    #[arg(long, value_name = "BYTES", default_value_t = serving::DEFAULT_MIN_BODY_RATE)]
     min_body_rate: u64,
     /// Request bodies one client address may send slowly (still arriving after 100 ms) at
     /// once; more get 429.
-    #[arg(long, value_name = "N", default_value_t = serving::body::DEFAULT_MAX_SLOW_BODIES_PER_CLIENT)]
+    #[arg(long, value_name = "N", default_value_t = serving::DEFAULT_MAX_SLOW_BODIES_PER_CLIENT)]
     max_slow_bodies_per_client: usize,
     /// A browser origin (`http://host:port`) whose pages may create, delete and re-default
     /// models and versions; repeatable. Other cross-origin requests for those calls are refused.
@@ -243,6 +250,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     config.allowed_origins = args.allow_origins;
     config.max_body_bytes = args.max_body_bytes;
+    config.grpc_max_message_bytes = args.grpc_max_message_bytes.max(1);
+    let grpc_addr = args
+        .grpc_port
+        .map(|port| std::net::SocketAddr::new(config.addr.ip(), port));
     config.max_concurrent_requests = args.max_concurrent_requests;
     config.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
     config.poll_interval = seconds(
@@ -302,8 +313,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let local = listener.local_addr()?;
+        let grpc_listener = match grpc_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for gRPC on {addr}"))?,
+            ),
+            None => None,
+        };
         {
             let mut stdout = std::io::stdout().lock();
+            // The gRPC line comes first: "listening on" is the line that says the server is up.
+            if let Some(grpc) = &grpc_listener {
+                writeln!(stdout, "grpc listening on {}", grpc.local_addr()?)?;
+            }
             writeln!(stdout, "listening on http://{local}")?;
             stdout.flush()?;
         }
@@ -313,7 +336,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             device = device::describe(&config.device),
             "predictor serve started"
         );
-        serving::serve(config, None, listener, shutdown_signal()).await?;
+        serving::serve(config, None, listener, grpc_listener, shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -2,6 +2,7 @@
 
 /// What can go wrong: a shape that does not fit, or threads that would not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CpuKernelsError {
     /// A team's worker threads could not be started.
     #[error("could not start {threads} worker threads: {source}")]

@@ -1357,6 +1357,16 @@ impl<'a> Cursor<'a> {
     pub fn offset(&self) -> usize {
         self.reader.pos
     }
+
+    /// Skips whitespace and says whether the input ends there.
+    pub fn at_end(&mut self) -> bool {
+        self.reader.skip_whitespace().is_none()
+    }
+
+    /// Skips whitespace and says which byte comes next, without consuming it.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.reader.skip_whitespace()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

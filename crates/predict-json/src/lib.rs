@@ -145,3 +145,34 @@ pub enum PredictJsonError {
     #[error("{0}")]
     V2(String),
 }
+
+/// Helpers shared by the unit tests of the readers.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
+
+    /// The `seeds` unchanged, then 20,000 copies of them with one or two random edits each
+    /// (a byte removed, replaced or inserted from `noise`): bodies that a fast reader must either
+    /// decline or read exactly as the general one does.
+    pub fn mutated_bodies(seeds: &[&str], seed: u64, noise: &[u8]) -> Vec<Vec<u8>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut next = move |n: usize| rng.random_range(0..n);
+        let mut bodies: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
+        for _ in 0..20_000 {
+            let mut body = seeds[next(seeds.len())].as_bytes().to_vec();
+            for _ in 0..1 + next(2) {
+                let at = next(body.len() + 1);
+                match next(3) {
+                    0 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    1 if at < body.len() => body[at] = noise[next(noise.len())],
+                    _ => body.insert(at, noise[next(noise.len())]),
+                }
+            }
+            bodies.push(body);
+        }
+        bodies
+    }
+}

@@ -105,7 +105,10 @@ fn parse_plain_rows(
 }
 
 /// `[[x, …], …]`: equally long, non-empty rows of numbers, as `(values, rows, row length)`.
-fn plain_rows(cursor: &mut Cursor<'_>, body_len: usize) -> Option<(Vec<f32>, usize, usize)> {
+pub(crate) fn plain_rows(
+    cursor: &mut Cursor<'_>,
+    body_len: usize,
+) -> Option<(Vec<f32>, usize, usize)> {
     if !cursor.eat(b'[') {
         return None;
     }
@@ -520,8 +523,6 @@ fn into_tensor(data: TensorData, shape: Vec<usize>) -> Result<HostTensor, Predic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng as _, SeedableRng as _};
     use savedmodel_format::TensorSpec;
 
     fn signature(inputs: &[(&str, DataType, Option<Vec<i64>>)]) -> BTreeMap<String, SignatureInfo> {
@@ -567,24 +568,11 @@ mod tests {
             r#"{"instances": [[1,2,3]], "instances": [[4,5,6]]}"#,
             r#"{"instances": [[0.3294117748737335, 1e-45, 3.4028236e38]]}"#,
         ];
-        let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
-        let mut next = move |n: usize| rng.random_range(0..n);
-        let noise = b"[]{},:\" -.e0159NIx";
-        let mut bodies: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
-        for _ in 0..20_000 {
-            let mut body = seeds[next(seeds.len())].as_bytes().to_vec();
-            for _ in 0..1 + next(2) {
-                let at = next(body.len() + 1);
-                match next(3) {
-                    0 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    1 if at < body.len() => body[at] = noise[next(noise.len())],
-                    _ => body.insert(at, noise[next(noise.len())]),
-                }
-            }
-            bodies.push(body);
-        }
+        let bodies = crate::test_support::mutated_bodies(
+            &seeds,
+            0x9e37_79b9_7f4a_7c15,
+            b"[]{},:\" -.e0159NIx",
+        );
         let mut fast = 0;
         for body in &bodies {
             let Some(quick) = parse_plain_rows(body, &sigs) else {

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use savedmodel_format::{DataType, HostTensor, SignatureInfo, TensorData};
 
 use crate::PredictJsonError;
-use crate::json::{self, Json, Number, Rules, write_string};
+use crate::json::{self, Cursor, Json, Number, Rules, write_string};
 
 /// The V2 datatype name of a TensorFlow dtype (`FP32` for `DT_FLOAT`); `None` where V2 has none.
 pub fn v2_datatype(dtype: DataType) -> Option<&'static str> {
@@ -49,6 +49,159 @@ fn v2_error(message: impl Into<String>) -> PredictJsonError {
 
 /// Parses a V2 `infer` body (plain JSON) and converts its inputs for `signature`.
 pub fn parse_v2_infer_request(
+    body: &[u8],
+    signature: &SignatureInfo,
+) -> Result<V2InferRequest, PredictJsonError> {
+    match parse_plain_fp32(body, signature) {
+        Some(request) => Ok(request),
+        None => parse_document(body, signature),
+    }
+}
+
+/// The common body, `{"id"?: "…", "inputs": [{"name", "shape", "datatype": "FP32", "data"}]}`
+/// with flat or row-nested numbers, for a signature with a single float input: the numbers go
+/// from the text straight into one `f32` buffer (the TF Serving row reader's loop), with no
+/// tree. Anything else (other keys, several inputs, other datatypes, deeper nesting, any
+/// mismatch or malformed text) gives `None`, and the general route then builds the same tensor
+/// or names the error. Numbers convert as there: read as a double, narrowed to `f32`.
+fn parse_plain_fp32(body: &[u8], signature: &SignatureInfo) -> Option<V2InferRequest> {
+    let mut names = signature.inputs.iter();
+    let (Some((input_name, spec)), None) = (names.next(), names.next()) else {
+        return None;
+    };
+    if spec.dtype != DataType::Float {
+        return None;
+    }
+    let mut cursor = Cursor::new(body, Rules::Gcloud);
+    if !cursor.eat(b'{') {
+        return None;
+    }
+    let mut id = None;
+    let mut input = None;
+    loop {
+        let key = cursor.string()?.ok()?;
+        if !cursor.eat(b':') {
+            return None;
+        }
+        match key.as_ref() {
+            "id" if id.is_none() => id = Some(cursor.string()?.ok()?.into_owned()),
+            "inputs" if input.is_none() => {
+                if !cursor.eat(b'[') {
+                    return None;
+                }
+                input = Some(plain_fp32_input(&mut cursor, body)?);
+                if !cursor.eat(b']') {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        if cursor.eat(b'}') {
+            break;
+        }
+        if !cursor.eat(b',') {
+            return None;
+        }
+    }
+    if !cursor.at_end() {
+        return None;
+    }
+    let (name, shape, values) = input?;
+    if &name != input_name {
+        return None;
+    }
+    let dims = spec.shape.as_ref()?;
+    let fits = dims.len() == shape.len()
+        && dims
+            .iter()
+            .zip(&shape)
+            .all(|(&d, &s)| d < 0 || d as usize == s);
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    if !fits || count != values.len() {
+        return None;
+    }
+    let tensor = HostTensor::new(shape, TensorData::F32(values)).ok()?;
+    Some(V2InferRequest {
+        id,
+        inputs: BTreeMap::from([(name, tensor)]),
+        outputs: None,
+    })
+}
+
+/// One `{"name", "shape", "datatype": "FP32", "data"}` object (keys in any order, each once), as
+/// `(name, shape, values)`.
+fn plain_fp32_input(
+    cursor: &mut Cursor<'_>,
+    body: &[u8],
+) -> Option<(String, Vec<usize>, Vec<f32>)> {
+    if !cursor.eat(b'{') {
+        return None;
+    }
+    let (mut name, mut shape, mut datatype, mut data) = (None, None, None, None);
+    loop {
+        let key = cursor.string()?.ok()?;
+        if !cursor.eat(b':') {
+            return None;
+        }
+        match key.as_ref() {
+            "name" if name.is_none() => name = Some(cursor.string()?.ok()?.into_owned()),
+            "datatype" if datatype.is_none() => {
+                datatype = Some(cursor.string()?.ok()? == "FP32");
+            }
+            "shape" if shape.is_none() => {
+                // Dimensions must be plain non-negative integers, as the general route wants.
+                let start = cursor.offset();
+                let mut dims = Vec::new();
+                cursor.f32_array(&mut dims)?;
+                let text = body.get(start..cursor.offset())?;
+                if !text
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b" \t\r\n,[]".contains(b))
+                {
+                    return None;
+                }
+                // f32 holds integers exactly up to 2^24; larger shapes take the general route.
+                if dims.iter().any(|&d| d > 16_777_216.0) {
+                    return None;
+                }
+                shape = Some(dims.iter().map(|&d| d as usize).collect::<Vec<_>>());
+            }
+            "data" if data.is_none() => {
+                let mut values = Vec::new();
+                if cursor.peek()? != b'[' {
+                    return None;
+                }
+                // `[[…], …]`: rows; `[x, …]`: flat.
+                let after = body[cursor.offset() + 1..]
+                    .iter()
+                    .find(|b| !b" \t\r\n".contains(b))?;
+                if *after == b'[' {
+                    let (rows, _, _) = crate::tf_serving_request::plain_rows(cursor, body.len())?;
+                    values = rows;
+                } else {
+                    cursor.f32_array(&mut values)?;
+                }
+                data = Some(values);
+            }
+            _ => return None,
+        }
+        if cursor.eat(b'}') {
+            break;
+        }
+        if !cursor.eat(b',') {
+            return None;
+        }
+    }
+    if datatype != Some(true) {
+        return None;
+    }
+    Some((name?, shape?, data?))
+}
+
+/// Any V2 body: the document is read into a tree and converted.
+fn parse_document(
     body: &[u8],
     signature: &SignatureInfo,
 ) -> Result<V2InferRequest, PredictJsonError> {
@@ -402,6 +555,69 @@ mod tests {
                     spec(DataType::Float, vec![-1, 2]),
                 ),
             ]),
+        }
+    }
+
+    /// The fast route for plain FP32 bodies must either decline or agree exactly with the
+    /// document route, on valid bodies of every layout and on randomly broken ones.
+    #[test]
+    fn plain_fp32_fast_route_agrees_with_the_document_route() {
+        let sig = signature();
+        let seeds = [
+            r#"{"id":"7","inputs":[{"name":"image","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6.5]}]}"#,
+            r#"{"inputs":[{"data":[[1,2,3],[4,5,6.5]],"datatype":"FP32","shape":[2,3],"name":"image"}]}"#,
+            r#" { "inputs" : [ { "name" : "image" , "shape" : [ 1 , 3 ] , "datatype" : "FP32" , "data" : [ [ 1e-45 , -0.0 , 3.4028236e38 ] ] } ] } "#,
+            r#"{"inputs":[{"name":"image","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],"outputs":[{"name":"class"}]}"#,
+            r#"{"inputs":[{"name":"image","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}"#,
+            r#"{"inputs":[{"name":"image","shape":[1.0,3],"datatype":"FP32","data":[1,2,3]}]}"#,
+            r#"{"inputs":[{"name":"image","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]} x"#,
+        ];
+        let bodies =
+            crate::test_support::mutated_bodies(&seeds, 0x5eed_0213, b"[]{},:\" -.e0159Nx");
+        let mut fast = 0;
+        for body in &bodies {
+            let Some(quick) = parse_plain_fp32(body, &sig) else {
+                continue;
+            };
+            fast += 1;
+            let general = parse_document(body, &sig).unwrap_or_else(|e| {
+                panic!(
+                    "{}: fast route accepted, general refused: {e:?}",
+                    String::from_utf8_lossy(body)
+                )
+            });
+            assert_eq!(quick.id, general.id, "{}", String::from_utf8_lossy(body));
+            assert_eq!(quick.outputs, general.outputs);
+            let bits =
+                |inputs: &BTreeMap<String, HostTensor>| -> Vec<(String, Vec<usize>, Vec<u32>)> {
+                    inputs
+                        .iter()
+                        .map(|(name, t)| match t.data() {
+                            TensorData::F32(v) => (
+                                name.clone(),
+                                t.shape().to_vec(),
+                                v.iter().map(|x| x.to_bits()).collect(),
+                            ),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect()
+                };
+            assert_eq!(
+                bits(&quick.inputs),
+                bits(&general.inputs),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Three of the seeds are plain; about 500 of their mutations stay plain and valid.
+        assert!(fast > 300, "the fast route took only {fast} bodies");
+        assert!(parse_plain_fp32(seeds[0].as_bytes(), &sig).is_some());
+        assert!(parse_plain_fp32(seeds[1].as_bytes(), &sig).is_some());
+        for declined in &seeds[3..] {
+            assert!(
+                parse_plain_fp32(declined.as_bytes(), &sig).is_none(),
+                "{declined}"
+            );
         }
     }
 

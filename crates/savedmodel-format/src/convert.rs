@@ -185,6 +185,21 @@ pub fn broadcast<T: Clone + Default>(
     Ok(out)
 }
 
+/// Puts every value of `data` in its typed field of `proto` (narrow integers widen to `int_val`).
+fn fill_typed(proto: &mut TensorProto, data: &TensorData) {
+    match data {
+        TensorData::Str(v) => proto.string_val = v.clone(),
+        TensorData::F32(v) => proto.float_val = v.clone(),
+        TensorData::F64(v) => proto.double_val = v.clone(),
+        TensorData::I64(v) => proto.int64_val = v.clone(),
+        TensorData::Bool(v) => proto.bool_val = v.clone(),
+        TensorData::I32(v) => proto.int_val = v.clone(),
+        TensorData::I16(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
+        TensorData::I8(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
+        TensorData::U8(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
+    }
+}
+
 impl HostTensor {
     /// Decodes a `TensorProto` (e.g. a Const's `value` attr). `context` names the node/field for
     /// error messages.
@@ -252,20 +267,24 @@ impl HostTensor {
             ..Default::default()
         };
         match self.data() {
-            TensorData::Str(values) => proto.string_val = values.clone(),
-            data if data.len() == 1 => match data {
-                TensorData::F32(v) => proto.float_val = v.clone(),
-                TensorData::F64(v) => proto.double_val = v.clone(),
-                TensorData::I64(v) => proto.int64_val = v.clone(),
-                TensorData::Bool(v) => proto.bool_val = v.clone(),
-                TensorData::I32(v) => proto.int_val = v.clone(),
-                TensorData::I16(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
-                TensorData::I8(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
-                TensorData::U8(v) => proto.int_val = v.iter().map(|&x| i32::from(x)).collect(),
-                TensorData::Str(_) => {}
-            },
+            data if matches!(data, TensorData::Str(_)) || data.len() == 1 => {
+                fill_typed(&mut proto, data)
+            }
             _ => proto.tensor_content = self.to_le_bytes().unwrap_or_default(),
         }
+        proto
+    }
+
+    /// Encodes as a `TensorProto` with every value in its typed field (`float_val`, `int64_val`,
+    /// …), never `tensor_content`: how TF Serving writes its gRPC answers by default
+    /// (`PredictResponseTensorSerializationOption::kAsProtoField`).
+    pub fn to_typed_tensor_proto(&self) -> TensorProto {
+        let mut proto = TensorProto {
+            dtype: self.dtype() as i32,
+            tensor_shape: Some(shape_to_proto(self.shape())),
+            ..Default::default()
+        };
+        fill_typed(&mut proto, self.data());
         proto
     }
 

@@ -67,6 +67,7 @@ fn format_shape(shape: &Option<Vec<i64>>) -> String {
 /// Messages name the file, signature, input/output key, node or variable at fault, because
 /// they reach users unchanged (`predictor local`, HTTP 400 bodies).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The model would need more memory than the load's budget (`budget.rs`).
     #[error(

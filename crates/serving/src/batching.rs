@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use savedmodel_runtime::HostTensor;
 use tokio::sync::oneshot;
 
+use crate::lifecycle::predictor::Predictor;
 use crate::metrics::Metrics;
-use crate::predictor::Predictor;
 use crate::status::ApiError;
 use savedmodel_runtime::DEFAULT_SIGNATURE;
 
@@ -302,7 +302,7 @@ fn concat_inputs(batch: &[Job]) -> Result<BTreeMap<String, HostTensor>, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::predictor::fake::Affine;
+    use crate::lifecycle::predictor::fake::Affine;
     use savedmodel_runtime::TensorData;
 
     fn input(values: &[f32]) -> BTreeMap<String, HostTensor> {

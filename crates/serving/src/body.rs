@@ -80,6 +80,7 @@ impl SlowBodies {
     }
 
     /// Slow bodies being received from `client` now.
+    #[cfg(test)]
     pub fn count(&self, client: IpAddr) -> usize {
         self.per_client
             .lock()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::predictor::fake::Affine;
-use crate::predictor::{LoadFuture, ModelLoader, Predictor};
+use crate::lifecycle::predictor::fake::Affine;
+use crate::lifecycle::predictor::{LoadFuture, ModelLoader, Predictor};
 use crate::server::{ServeConfig, serve};
 
 struct SlowLoader(Duration);
@@ -40,6 +40,7 @@ async fn start(configure: impl FnOnce(&mut ServeConfig), delay: Duration) -> Str
         config,
         Some(Arc::new(SlowLoader(delay))),
         listener,
+        None,
         std::future::pending(),
     ));
     for _ in 0..200 {

@@ -23,8 +23,8 @@ use axum::response::Response;
 use savedmodel_runtime::DEFAULT_SIGNATURE;
 use serde_json::json;
 
-use crate::models::{ServedVersion, VersionSpec};
-use crate::routes::{json_response, percent_decode, read_body};
+use crate::http::{INLINE_PARSE_LIMIT, json_response, percent_decode, read_body};
+use crate::lifecycle::table::{ServedVersion, VersionSpec};
 use crate::server::AppState;
 use crate::status::{ApiError, Code};
 
@@ -57,7 +57,7 @@ pub(crate) async fn handle(state: &Arc<AppState>, request: Request, path: &str) 
         }))),
         (&Method::GET, ["v2", "health", "live"]) => Ok(ok(json!({ "live": true }))),
         (&Method::GET, ["v2", "health", "ready"]) => {
-            let ready = state.table.all_ready();
+            let ready = state.models.table.all_ready();
             Ok(json_response(
                 if ready {
                     StatusCode::OK
@@ -115,8 +115,8 @@ fn resolve(
     version: Option<&str>,
 ) -> Result<Arc<ServedVersion>, ApiError> {
     let spec = version_spec(version)?;
-    state.table.resolve(model, &spec).map_err(|error| {
-        let exists = state.table.with(|models| models.contains_key(model));
+    state.models.table.resolve(model, &spec).map_err(|error| {
+        let exists = state.models.table.with(|models| models.contains_key(model));
         let message = match (exists, version) {
             (false, _) => format!("Model with name {model} does not exist."),
             (true, Some(v)) => format!("Model {model} has no available version {v}."),
@@ -144,7 +144,7 @@ async fn model_call(
             metadata(&served)
         }
         (&Method::GET, Some("ready")) => {
-            let known = state.table.with(|models| models.contains_key(model));
+            let known = state.models.table.with(|models| models.contains_key(model));
             match resolve(state, model, version) {
                 Ok(_) => Ok(ok(json!({ "name": model, "ready": true }))),
                 Err(_) if known => Ok(json_response(
@@ -221,9 +221,19 @@ async fn infer(
     // Announce the request to the batcher before reading it, so a batch being formed waits.
     let arrival = served.batcher.as_ref().map(|b| b.arrival());
     let body = read_body(state, request).await?;
-    let signature = default_signature(&served)?;
-    let parsed = predict_json::parse_v2_infer_request(&body, signature)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let parse = |body: &[u8], served: &ServedVersion| {
+        predict_json::parse_v2_infer_request(body, default_signature(served)?)
+            .map_err(|e| ApiError::invalid(e.to_string()))
+    };
+    // Large bodies are parsed off the reactor, as REST's are.
+    let parsed = if body.len() < INLINE_PARSE_LIMIT {
+        parse(&body, &served)?
+    } else {
+        let served = served.clone();
+        tokio::task::spawn_blocking(move || parse(&body, &served))
+            .await
+            .map_err(|e| ApiError::internal(format!("parsing task failed: {e}")))??
+    };
     let rows = batch_rows(&parsed.inputs)?;
     let outputs = served
         .infer_rows(parsed.inputs, rows, arrival, state.metrics.clone())

@@ -16,10 +16,11 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use crate::models::VersionSpec;
-use crate::routes::{json_response, predict, tfs_error};
+use crate::http::json_response;
+use crate::lifecycle::table::VersionSpec;
 use crate::server::AppState;
 use crate::status::ApiError;
+use crate::tf_serving::{predict, tfs_error};
 
 /// The routes Vertex calls (`AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub(crate) async fn handle(
     let method = request.method().clone();
     if path == vertex.routes.health {
         return Some(if method == Method::GET || method == Method::HEAD {
-            if state.table.all_ready() {
+            if state.models.table.all_ready() {
                 json_response(StatusCode::OK, "{}".to_string())
             } else {
                 json_response(
@@ -63,7 +64,10 @@ pub(crate) async fn handle(
     }
     if path == vertex.routes.predict {
         return Some(if method == Method::POST {
-            let served = state.table.resolve(&vertex.name, &VersionSpec::Default);
+            let served = state
+                .models
+                .table
+                .resolve(&vertex.name, &VersionSpec::Default);
             predict(state, request, served).await
         } else {
             tfs_error(&ApiError::invalid(format!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Everything that can go wrong writing or reading event files. Every variant names the file (or
 /// run directory) at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TfEventsError {
     /// Uploading or creating an event file through the `storage` crate failed (`gs://`,
     /// `memory://`).

@@ -8,6 +8,7 @@ pub type ObserverError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can stop training, evaluation, checkpointing or export.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainingError {
     /// The model refused a step, an evaluation or its weights (names the epoch and step).
     #[error("{context}: {source}")]

@@ -9,6 +9,7 @@ mod gcloud_parity;
 mod local_cli;
 mod serve_bad_requests;
 mod serve_e2e;
+mod serve_grpc;
 mod serve_model_base_path;
 mod serve_v2;
 mod serve_vertex;

@@ -187,6 +187,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// `HOST:PORT` of the gRPC API, when started with `--grpc-port`.
+    pub grpc: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -229,6 +231,15 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
+        // With --grpc-port, the gRPC address comes on the line before.
+        let grpc = line
+            .trim()
+            .strip_prefix("grpc listening on ")
+            .map(str::to_string);
+        if grpc.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let Some(url) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             std::thread::sleep(Duration::from_millis(200));
@@ -243,7 +254,12 @@ impl Server {
             let mut sink = String::new();
             let _ = stdout.read_to_string(&mut sink);
         });
-        Server { child, url, log }
+        Server {
+            child,
+            url,
+            grpc,
+            log,
+        }
     }
 
     /// Starts a server whose registry is the folder `<dir>/reg`.

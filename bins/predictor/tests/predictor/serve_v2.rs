@@ -43,7 +43,7 @@ fn infer_body(rows: &[Value], datatype: &str, width: usize) -> String {
 }
 
 /// REST row-format predictions for the same rows, as `(classes, probabilities)`.
-async fn rest_answers(server: &Server, rows: &[Value]) -> (Vec<i64>, Vec<Vec<f64>>) {
+pub(crate) async fn rest_answers(server: &Server, rows: &[Value]) -> (Vec<i64>, Vec<Vec<f64>>) {
     let (status, body) = server
         .post(
             "/v1/models/mnist:predict",

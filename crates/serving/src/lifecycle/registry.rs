@@ -113,10 +113,6 @@ impl Registry {
         Ok(registry)
     }
 
-    pub fn root(&self) -> &Location {
-        &self.root
-    }
-
     fn models_dir(&self) -> Location {
         self.root.join("models")
     }

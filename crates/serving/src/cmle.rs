@@ -1,450 +1,28 @@
-//! HTTP routing and handlers: the Cloud ML Engine API under `/v1/projects/{project}/…`, TF
-//! Serving's REST API under `/v1/models/…`, and `/monitoring/prometheus/metrics`.
-//!
-//! Routing is done by hand on the path, not with the router's patterns, because both APIs
-//! put verbs inside the last segment (`models/mnist:predict`), TF Serving matches its paths
-//! case-insensitively, and unmatched `/v1/` paths must get TF Serving's exact
-//! `Malformed request: <METHOD> <path>` answer. Every request passes one wrapper that logs it,
-//! counts it, bounds concurrency (503 + `Retry-After` when full) and applies the timeout.
+//! The Cloud ML Engine API under `/v1/projects/{project}/…`: models and versions created,
+//! listed, defaulted and deleted through the API and persisted in the lifecycle's registry;
+//! `…/models/{m}[/versions/{v}]:predict` answers like TF Serving's row format
+//! (`{"predictions": …}`), resource methods answer in Google's error envelope.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use predict_json::RequestFormat;
-use savedmodel_runtime::DEFAULT_SIGNATURE;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access;
-use crate::body;
-use crate::models::{ServedVersion, Slot, Source, VersionSpec};
-use crate::registry::{ModelRecord, VersionRecord, VersionState, now_rfc3339, valid_resource_name};
+use crate::http::{
+    google_error, ok_json, percent_decode, read_body, refusal_response, with_payload_status,
+};
+use crate::lifecycle::registry::{
+    ModelRecord, VersionRecord, VersionState, now_rfc3339, valid_resource_name,
+};
+use crate::lifecycle::table::{ServedVersion, Source, VersionSpec};
 use crate::server::AppState;
-use crate::status::{ApiError, Code, Refusal};
-use crate::tensor_json;
-use crate::tfs_documents::{self, ModelVersionStatus, StatusProto};
+use crate::status::{ApiError, Code};
+use crate::tf_serving::predict;
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
-}
-
-/// Bodies at least this large are parsed on the blocking pool rather than on the reactor.
-const INLINE_PARSE_LIMIT: usize = 64 * 1024;
-
-async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    // The body is received first: a request counts as in flight only once it has arrived, so
-    // clients that send their bodies slowly cannot hold the in-flight permits (see `body`).
-    let response = match body::receive(request, &state.body_limits(), &state.slow_bodies).await {
-        Err(refusal) => {
-            let mut response = refusal_response(&path, &refusal);
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
-        Ok(request) => match state.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let timeout = state.config.request_timeout;
-                let response = match tokio::time::timeout(timeout, dispatch(&state, request)).await
-                {
-                    Ok(response) => response,
-                    Err(_) => tfs_error(&ApiError::new(
-                        Code::DeadlineExceeded,
-                        format!("Request timed out after {} ms", timeout.as_millis()),
-                    )),
-                };
-                drop(permit);
-                response
-            }
-            Err(_) => {
-                let mut response = tfs_error(&ApiError::unavailable(
-                    "The server is overloaded: too many requests in flight; retry later",
-                ));
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
-            }
-        },
-    };
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.observe_request(status, elapsed.as_secs_f64());
-    tracing::info!(
-        target: "predictor::http",
-        %method,
-        path,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1e3,
-        "request"
-    );
-    response
-}
-
-/// A refusal in the error format of the API `path` belongs to: Google's envelope for the Cloud
-/// ML Engine resource calls, `{"error": "…"}` for predictions and TF Serving.
-fn refusal_response(path: &str, refusal: &Refusal) -> Response {
-    let google = starts_with_ignore_case(path, "/v1/projects/")
-        && !path
-            .rsplit_once(':')
-            .is_some_and(|(_, verb)| verb.eq_ignore_ascii_case("predict"));
-    let mut response = if google {
-        google_error(&refusal.error)
-    } else {
-        tfs_error(&refusal.error)
-    };
-    *response.status_mut() = refusal.status;
-    response
-}
-
-async fn dispatch(state: &Arc<AppState>, mut request: Request) -> Response {
-    let path = request.uri().path().to_string();
-    // HEAD is GET without the body (hyper leaves the body out of the answer).
-    if request.method() == Method::HEAD {
-        *request.method_mut() = Method::GET;
-    }
-    let method = request.method().clone();
-    // Vertex's routes are whatever AIP_*_ROUTE says, so they are matched first and exactly.
-    let request = match &state.config.vertex {
-        Some(vertex) if path == vertex.routes.health || path == vertex.routes.predict => {
-            return crate::vertex::handle(state, vertex, request, &path)
-                .await
-                .unwrap_or_else(|| tfs_error(&ApiError::not_found(format!("Not found: {path}"))));
-        }
-        _ => request,
-    };
-    if path == "/v2" || path.starts_with("/v2/") {
-        return crate::v2::handle(state, request, &path).await;
-    }
-    if path == "/monitoring/prometheus/metrics" {
-        return if method == Method::GET {
-            let text = state.metrics.render(&state.table.states());
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-        } else {
-            tfs_error(&ApiError::invalid(format!(
-                "Malformed request: {method} {path}"
-            )))
-        };
-    }
-    if !starts_with_ignore_case(&path, "/v1/") {
-        return tfs_error(&ApiError::not_found(format!("Not found: {path}")));
-    }
-    if method == Method::OPTIONS {
-        let mutating = access::preflight_is_mutating(&path, request.headers());
-        return match state.access.preflight(request.headers(), mutating) {
-            Ok(headers) => {
-                let mut response = json_response(StatusCode::OK, String::new());
-                response.headers_mut().extend(headers);
-                response
-            }
-            Err(error) if mutating => google_error(&error),
-            Err(error) => tfs_error(&error),
-        };
-    }
-    if starts_with_ignore_case(&path, "/v1/projects/") {
-        return cmle(state, request, &path).await;
-    }
-    match parse_tfs_route(&method, &path) {
-        Ok(route) => tfs(state, request, route).await,
-        Err(error) => tfs_error(&error),
-    }
-}
-
-fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.len() >= prefix.len()
-        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Responses
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// TF Serving's (and online prediction's) error: `{"error": "<message>"}`.
-pub(crate) fn tfs_error(error: &ApiError) -> Response {
-    json_response(
-        error.code.http_status(),
-        tensor_json::error_body(&error.message),
-    )
-}
-
-/// Google's error envelope, used by the Cloud ML Engine resource methods.
-fn google_error(error: &ApiError) -> Response {
-    let status = error.code.http_status();
-    let body = json!({"error": {"code": status.as_u16(), "message": error.message, "status": error.code.name()}});
-    let mut response = json_response(status, pretty(&body));
-    if error.code == Code::Unauthenticated {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-}
-
-fn ok_json(value: &Value) -> Response {
-    json_response(StatusCode::OK, pretty(value))
-}
-
-/// Reads the body within the size limit: 413 as soon as the declared or received size passes it.
-pub(crate) async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
-    let limit = state.config.max_body_bytes;
-    let too_large = || body::payload_too_large(limit);
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|e| {
-            // The body error of a length-limited read is the only way the limit shows here.
-            let text = e.to_string();
-            if text.contains("length limit") {
-                too_large()
-            } else {
-                ApiError::invalid(format!("cannot read the request body: {text}"))
-            }
-        })
-}
-
-/// Payload-too-large gets its own HTTP status (413), whatever the API.
-fn with_payload_status(mut response: Response, error: &ApiError) -> Response {
-    if error.code == Code::ResourceExhausted && error.message.starts_with("Request payload size") {
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    }
-    response
-}
-
-// ---------------------------------------------------------------------------------------------
-// Prediction (both APIs)
-
-pub(crate) async fn predict(
-    state: &Arc<AppState>,
-    request: Request,
-    served: Result<Arc<ServedVersion>, ApiError>,
-) -> Response {
-    let result = match served {
-        Ok(served) => predict_body(state, request, served).await,
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(error) => with_payload_status(tfs_error(&error), &error),
-    }
-}
-
-async fn predict_body(
-    state: &Arc<AppState>,
-    request: Request,
-    served: Arc<ServedVersion>,
-) -> Result<String, ApiError> {
-    // Announce the request to the batcher before reading it, so a batch being formed waits.
-    let arrival = served.batcher.as_ref().map(|b| b.arrival());
-    let body = read_body(state, request).await?;
-    let parsed = if body.len() < INLINE_PARSE_LIMIT {
-        tensor_json::parse_predict_request(&body, served.predictor.signatures())?
-    } else {
-        let served = served.clone();
-        tokio::task::spawn_blocking(move || {
-            tensor_json::parse_predict_request(&body, served.predictor.signatures())
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("parsing task failed: {e}")))??
-    };
-    if let (Some(batcher), Some(arrival), RequestFormat::Row, Some(rows)) =
-        (&served.batcher, arrival, parsed.format, parsed.batch_size)
-        && parsed.signature_name == DEFAULT_SIGNATURE
-        && batcher.accepts(rows)
-    {
-        let out = batcher.predict(parsed.inputs, rows, arrival).await?;
-        return tensor_json::write_row_response(&out.outputs, Some(out.rows));
-    }
-    let outputs = served
-        .run_direct(
-            parsed.signature_name,
-            parsed.inputs,
-            state.metrics.clone(),
-            parsed.batch_size,
-        )
-        .await?;
-    match parsed.format {
-        RequestFormat::Row => tensor_json::write_row_response(&outputs, None),
-        RequestFormat::Columnar => tensor_json::write_columnar_response(&outputs),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// TF Serving REST API
-
-#[derive(Debug, PartialEq, Eq)]
-enum TfsRoute {
-    Infer {
-        model: String,
-        version: VersionSpec,
-        verb: String,
-    },
-    Status {
-        model: String,
-        version: VersionSpec,
-    },
-    Metadata {
-        model: String,
-        version: VersionSpec,
-    },
-}
-
-/// TF Serving's URL grammar (docs/reference/serving_api.md A2), case-insensitive.
-fn parse_tfs_route(method: &Method, path: &str) -> Result<TfsRoute, ApiError> {
-    let malformed = || ApiError::invalid(format!("Malformed request: {method} {path}"));
-    let rest = if starts_with_ignore_case(path, "/v1/models/") {
-        &path["/v1/models/".len()..]
-    } else if path.eq_ignore_ascii_case("/v1/models") {
-        return if *method == Method::GET {
-            Err(ApiError::invalid("Missing model name in request."))
-        } else {
-            Err(malformed())
-        };
-    } else {
-        return Err(malformed());
-    };
-    let (target, verb) = match rest.rsplit_once(':') {
-        Some((target, verb)) => (target, Some(verb)),
-        None => (rest, None),
-    };
-    let mut segments: Vec<&str> = target.split('/').collect();
-    let metadata = verb.is_none()
-        && segments.len() > 1
-        && segments
-            .last()
-            .is_some_and(|s| s.eq_ignore_ascii_case("metadata"));
-    if metadata {
-        segments.pop();
-    }
-    let model = match segments.first() {
-        Some(name) if !name.is_empty() => percent_decode(name).ok_or_else(malformed)?,
-        _ => return Err(malformed()),
-    };
-    let version = match segments.as_slice() {
-        [_] => VersionSpec::Default,
-        [_, kind, number] if kind.eq_ignore_ascii_case("versions") => {
-            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(malformed());
-            }
-            VersionSpec::Number(number.parse().map_err(|_| {
-                ApiError::invalid(format!("Failed to convert version: {number} to numeric."))
-            })?)
-        }
-        [_, kind, label] if kind.eq_ignore_ascii_case("labels") && !label.is_empty() => {
-            VersionSpec::Label(percent_decode(label).ok_or_else(malformed)?)
-        }
-        _ => return Err(malformed()),
-    };
-    match (method, verb) {
-        (&Method::POST, Some(verb)) => {
-            let verb = verb.to_ascii_lowercase();
-            if matches!(verb.as_str(), "predict" | "classify" | "regress") {
-                Ok(TfsRoute::Infer {
-                    model,
-                    version,
-                    verb,
-                })
-            } else {
-                Err(malformed())
-            }
-        }
-        (&Method::GET, None) if metadata => Ok(TfsRoute::Metadata { model, version }),
-        (&Method::GET, None) => Ok(TfsRoute::Status { model, version }),
-        _ => Err(malformed()),
-    }
-}
-
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-async fn tfs(state: &Arc<AppState>, request: Request, route: TfsRoute) -> Response {
-    match route {
-        TfsRoute::Infer {
-            model,
-            version,
-            verb,
-        } => {
-            if verb != "predict" {
-                return tfs_error(&ApiError::new(
-                    Code::Unimplemented,
-                    format!("{verb} is not supported by this server; use :predict"),
-                ));
-            }
-            let served = state.table.resolve(&model, &version);
-            predict(state, request, served).await
-        }
-        TfsRoute::Status { model, version } => match state.table.status(&model, &version) {
-            Ok(slots) => {
-                let statuses: Vec<ModelVersionStatus> = slots
-                    .iter()
-                    .map(|(number, slot)| {
-                        let (error_code, error_message) = match slot {
-                            Slot::Failed(message) => ("UNKNOWN", message.as_str()),
-                            _ => ("OK", ""),
-                        };
-                        ModelVersionStatus {
-                            version: number.to_string(),
-                            state: slot.state_name(),
-                            status: StatusProto {
-                                error_code,
-                                error_message,
-                            },
-                        }
-                    })
-                    .collect();
-                json_response(StatusCode::OK, tfs_documents::status_body(&statuses))
-            }
-            Err(error) => tfs_error(&error),
-        },
-        TfsRoute::Metadata { model, version } => match state.table.resolve(&model, &version) {
-            Ok(served) => json_response(
-                StatusCode::OK,
-                tfs_documents::metadata_body(&model, served.version, served.predictor.signatures()),
-            ),
-            Err(error) => tfs_error(&error),
-        },
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cloud ML Engine API
-
-async fn cmle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
+pub(crate) async fn handle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
     let method = request.method().clone();
     let rest = &path["/v1/projects/".len()..];
     let (rest, verb) = match rest.rsplit_once(':') {
@@ -531,7 +109,10 @@ fn cmle_resolve(
     model: &str,
     version: Option<&str>,
 ) -> Result<Arc<ServedVersion>, ApiError> {
-    let source = state.table.with(|m| m.get(model).map(|s| s.source.clone()));
+    let source = state
+        .models
+        .table
+        .with(|m| m.get(model).map(|s| s.source.clone()));
     match source {
         None => Err(model_not_found(state, model)),
         // File-system models name their versions by number.
@@ -542,7 +123,7 @@ fn cmle_resolve(
                     VersionSpec::Number(v.parse().map_err(|_| version_not_found(state, model, v))?)
                 }
             };
-            state.table.resolve(model, &spec)
+            state.models.table.resolve(model, &spec)
         }
         // A concurrent setDefault + delete can retire the version between reading the registry
         // and looking it up in the served table; one fresh look then finds the new default.
@@ -561,6 +142,7 @@ fn cmle_resolve_registry(
     version: Option<&str>,
 ) -> Result<Arc<ServedVersion>, ApiError> {
     let record = state
+        .models
         .registry
         .get(model)
         .ok_or_else(|| model_not_found(state, model))?;
@@ -586,6 +168,7 @@ fn cmle_resolve_registry(
             v.error_message.clone().unwrap_or_default()
         ))),
         VersionState::Ready => state
+            .models
             .table
             .resolve(model, &VersionSpec::Number(v.serving_version))
             .map_err(|_| {
@@ -669,6 +252,7 @@ fn version_not_found(state: &AppState, model: &str, version: &str) -> ApiError {
 
 fn list_models(state: &AppState) -> Value {
     let models: Vec<Value> = state
+        .models
         .registry
         .list()
         .iter()
@@ -683,6 +267,7 @@ fn list_models(state: &AppState) -> Value {
 
 fn get_model(state: &AppState, model: &str) -> Result<Value, ApiError> {
     let record = state
+        .models
         .registry
         .get(model)
         .ok_or_else(|| model_not_found(state, model))?;
@@ -691,6 +276,7 @@ fn get_model(state: &AppState, model: &str) -> Result<Value, ApiError> {
 
 fn list_versions(state: &AppState, model: &str) -> Result<Value, ApiError> {
     let record = state
+        .models
         .registry
         .get(model)
         .ok_or_else(|| model_not_found(state, model))?;
@@ -708,6 +294,7 @@ fn list_versions(state: &AppState, model: &str) -> Result<Value, ApiError> {
 
 fn get_version(state: &AppState, model: &str, version: &str) -> Result<Value, ApiError> {
     let record = state
+        .models
         .registry
         .get(model)
         .ok_or_else(|| model_not_found(state, model))?;
@@ -773,6 +360,7 @@ async fn create_model(state: &Arc<AppState>, request: Request) -> Result<Value, 
         ));
     }
     let taken_by_files = state
+        .models
         .table
         .with(|m| m.get(&name).is_some_and(|s| s.source != Source::Registry));
     if taken_by_files {
@@ -795,6 +383,7 @@ async fn create_model(state: &Arc<AppState>, request: Request) -> Result<Value, 
         last_serving_version: 0,
     };
     let created = state
+        .models
         .registry
         .mutate(&name, |current| {
             if current.is_some() {
@@ -806,12 +395,13 @@ async fn create_model(state: &Arc<AppState>, request: Request) -> Result<Value, 
             Ok((Some(record.clone()), record))
         })
         .await?;
-    state.sync_registry_models(false);
+    state.models.sync_registry_models(false);
     Ok(model_json(state, &created))
 }
 
 async fn delete_model(state: &Arc<AppState>, model: &str) -> Result<Value, ApiError> {
     state
+        .models
         .registry
         .mutate(model, |current| {
             let record = current.ok_or_else(|| model_not_found(state, model))?;
@@ -830,7 +420,7 @@ async fn delete_model(state: &Arc<AppState>, model: &str) -> Result<Value, ApiEr
             Ok((None, ()))
         })
         .await?;
-    state.sync_registry_models(false);
+    state.models.sync_registry_models(false);
     Ok(done_operation(state, "delete_model", model, None))
 }
 
@@ -867,7 +457,7 @@ async fn create_version(
         .ok_or_else(|| {
             ApiError::invalid("Field: version.deployment_uri Error: A deployment URI is required")
         })?;
-    state.check_origin(&uri)?;
+    state.models.check_origin(&uri)?;
     let framework = body.framework.to_ascii_uppercase();
     if !framework.is_empty() && framework != "TENSORFLOW" {
         return Err(ApiError::invalid(format!(
@@ -875,6 +465,7 @@ async fn create_version(
         )));
     }
     let (record, version) = state
+        .models
         .registry
         .mutate(model, |current| {
             let mut record = current.cloned().ok_or_else(|| model_not_found(state, model))?;
@@ -907,7 +498,7 @@ async fn create_version(
         })
         .await?;
     // Registers the CREATING slot and starts the load, which records READY or FAILED.
-    state.sync_registry_models(true);
+    state.models.sync_registry_models(true);
     Ok(json!({
         "name": format!("projects/{}/operations/create_version-{model}-{name}-{}", state.config.project, version.serving_version),
         "metadata": {
@@ -951,7 +542,7 @@ fn get_operation(state: &AppState, operation: &str) -> Result<Value, ApiError> {
     else {
         return Err(not_found());
     };
-    let record = state.registry.get(model).ok_or_else(not_found)?;
+    let record = state.models.registry.get(model).ok_or_else(not_found)?;
     let v = record
         .versions
         .get(version)
@@ -989,6 +580,7 @@ async fn delete_version(
     version: &str,
 ) -> Result<Value, ApiError> {
     state
+        .models
         .registry
         .mutate(model, |current| {
             let mut record = current
@@ -1010,7 +602,7 @@ async fn delete_version(
             Ok((Some(record), ()))
         })
         .await?;
-    state.sync_registry_models(false);
+    state.models.sync_registry_models(false);
     Ok(done_operation(
         state,
         "delete_version",
@@ -1021,6 +613,7 @@ async fn delete_version(
 
 async fn set_default(state: &Arc<AppState>, model: &str, version: &str) -> Result<Value, ApiError> {
     let record = state
+        .models
         .registry
         .mutate(model, |current| {
             let mut record = current
@@ -1040,75 +633,10 @@ async fn set_default(state: &Arc<AppState>, model: &str, version: &str) -> Resul
             Ok((Some(record.clone()), record))
         })
         .await?;
-    state.sync_registry_models(false);
+    state.models.sync_registry_models(false);
     let v = record
         .versions
         .get(version)
         .ok_or_else(|| version_not_found(state, model, version))?;
     Ok(version_json(state, &record, v))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(method: Method, path: &str) -> Result<TfsRoute, ApiError> {
-        parse_tfs_route(&method, path)
-    }
-
-    #[test]
-    fn tf_serving_url_grammar() {
-        assert_eq!(
-            route(Method::POST, "/v1/models/mnist:predict").unwrap(),
-            TfsRoute::Infer {
-                model: "mnist".into(),
-                version: VersionSpec::Default,
-                verb: "predict".into()
-            }
-        );
-        assert_eq!(
-            route(Method::POST, "/V1/Models/a%20b/VERSIONS/007:Predict").unwrap(),
-            TfsRoute::Infer {
-                model: "a b".into(),
-                version: VersionSpec::Number(7),
-                verb: "predict".into()
-            }
-        );
-        assert_eq!(
-            route(Method::GET, "/v1/models/m/labels/stable/metadata").unwrap(),
-            TfsRoute::Metadata {
-                model: "m".into(),
-                version: VersionSpec::Label("stable".into())
-            }
-        );
-        assert_eq!(
-            route(Method::GET, "/v1/models/m/versions/3").unwrap(),
-            TfsRoute::Status {
-                model: "m".into(),
-                version: VersionSpec::Number(3)
-            }
-        );
-        assert_eq!(
-            route(Method::GET, "/v1/models").unwrap_err().message,
-            "Missing model name in request."
-        );
-        for (method, path) in [
-            (Method::POST, "/v1/models/foo"),
-            (Method::POST, "/v1/models/foo/metadata"),
-            (Method::GET, "/v1/models/foo:predict"),
-            (Method::POST, "/v1/models/foo/versions/x:predict"),
-            (Method::POST, "/v1/models/foo/label/x:predict"),
-            (Method::POST, "/v1/models/foo/versions/50/labels/x:predict"),
-            (Method::PUT, "/v1/models/foo"),
-        ] {
-            let e = route(method.clone(), path).unwrap_err();
-            assert_eq!(e.message, format!("Malformed request: {method} {path}"));
-        }
-        assert_eq!(
-            route(Method::GET, "/v1/models/m/versions/99999999999999999999")
-                .unwrap_err()
-                .message,
-            "Failed to convert version: 99999999999999999999 to numeric."
-        );
-    }
 }

@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 
 use savedmodel_runtime::{DEFAULT_SIGNATURE, HostTensor};
 
+use super::predictor::{CheckReport, Predictor};
 use crate::batching::{Batcher, BatchingConfig};
 use crate::metrics::Metrics;
-use crate::predictor::{CheckReport, Predictor};
 use crate::status::{ApiError, Code};
 
 /// Where a model's versions come from.
