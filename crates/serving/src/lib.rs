@@ -11,6 +11,10 @@
 //!   polled: new versions load without a restart, removed ones unload, and a version that fails
 //!   to load never replaces the one serving.
 //!
+//! - **Cloud ML Engine jobs** (`/v1/projects/{project}/jobs…`, and Cloud Logging's
+//!   `/v2/entries:list` for their logs) on the same port, as gcloud uses one endpoint for both:
+//!   the `jobs` crate runs them, [`jobs_api`] is its HTTP face.
+//!
 //! Why it is its own crate, and shaped this way:
 //! - The async HTTP stack (tokio, axum), the registry, batching and metrics are a subsystem of
 //!   their own; the `predictor` binary stays thin glue and the model crates stay free of HTTP.
@@ -43,6 +47,7 @@ pub mod access;
 pub mod batching;
 pub mod body;
 pub mod connections;
+mod jobs_api;
 pub mod metrics;
 pub mod models;
 pub mod predictor;
@@ -60,7 +65,7 @@ mod http_tests;
 
 pub use batching::BatchingConfig;
 pub use predictor::{ModelLoader, Predictor, SavedModelLoader};
-pub use server::{DEFAULT_MAX_BODY_BYTES, ServeConfig, serve};
+pub use server::{DEFAULT_MAX_BODY_BYTES, JobsOptions, ServeConfig, serve};
 pub use status::{ApiError, Code};
 pub use vertex::{VertexModel, VertexRoutes};
 

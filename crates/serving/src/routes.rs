@@ -121,6 +121,14 @@ async fn dispatch(state: &Arc<AppState>, mut request: Request) -> Response {
         }
         _ => request,
     };
+    // Cloud Logging's entries.list, where gcloud reads job logs (its `logging` endpoint
+    // override points here); every other /v2 path is KServe's.
+    if path == "/v2/entries:list" && method == Method::POST {
+        return match crate::jobs_api::list_entries(state, request).await {
+            Ok(value) => ok_json(&value),
+            Err(error) => with_payload_status(google_error(&error), &error),
+        };
+    }
     if path == "/v2" || path.starts_with("/v2/") {
         return crate::v2::handle(state, request, &path).await;
     }
@@ -179,7 +187,7 @@ pub(crate) fn tfs_error(error: &ApiError) -> Response {
 }
 
 /// Google's error envelope, used by the Cloud ML Engine resource methods.
-fn google_error(error: &ApiError) -> Response {
+pub(crate) fn google_error(error: &ApiError) -> Response {
     let status = error.code.http_status();
     let body = json!({"error": {"code": status.as_u16(), "message": error.message, "status": error.code.name()}});
     let mut response = json_response(status, pretty(&body));
@@ -446,6 +454,7 @@ async fn tfs(state: &Arc<AppState>, request: Request, route: TfsRoute) -> Respon
 
 async fn cmle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
     let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_string();
     let rest = &path["/v1/projects/".len()..];
     let (rest, verb) = match rest.rsplit_once(':') {
         Some((r, v)) if !v.contains('/') => (r, Some(v)),
@@ -514,6 +523,10 @@ async fn cmle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
             set_default(state, model, version).await
         }
         (&Method::GET, ["operations", operation], None) => get_operation(state, operation),
+        (&Method::GET, ["jobs"], None) => crate::jobs_api::list(state, &query),
+        (&Method::POST, ["jobs"], None) => crate::jobs_api::create(state, request).await,
+        (&Method::GET, ["jobs", job], None) => crate::jobs_api::get(state, job),
+        (&Method::POST, ["jobs", job], Some("cancel")) => crate::jobs_api::cancel(state, job).await,
         _ => Err(ApiError::invalid(format!(
             "Malformed request: {method} {path}"
         ))),
@@ -727,11 +740,13 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
 fn check_resource_names(resource: &[&str]) -> Result<(), ApiError> {
     let mut named = resource.iter().zip(resource.iter().skip(1));
     named.try_for_each(|(kind, name)| match *kind {
-        "models" | "versions" if !valid_resource_name(name) => Err(ApiError::invalid(format!(
-            "{name:?} is not a valid {} name: it must start with a letter and contain only \
+        "models" | "versions" | "jobs" if !valid_resource_name(name) => {
+            Err(ApiError::invalid(format!(
+                "{name:?} is not a valid {} name: it must start with a letter and contain only \
              letters, digits and underscores (at most 128)",
-            kind.trim_end_matches('s')
-        ))),
+                kind.trim_end_matches('s')
+            )))
+        }
         _ => Ok(()),
     })
 }

@@ -65,6 +65,35 @@ pub struct ServeConfig {
     pub memory_budget: u64,
     /// Vertex AI's container contract: its model and its health and predict routes.
     pub vertex: Option<crate::vertex::VertexModel>,
+    /// How training jobs run (`jobs` crate).
+    pub jobs: JobsOptions,
+}
+
+/// The `predictor serve` flags for Cloud ML Engine jobs.
+#[derive(Debug, Clone)]
+pub struct JobsOptions {
+    /// `--trainer-path`; `None`: `trainer` beside the server binary.
+    pub trainer: Option<std::path::PathBuf>,
+    /// `--allow-cpu`: a job asking for a GPU this machine cannot give trains on the CPU.
+    pub allow_cpu: bool,
+    /// `--max-concurrent-jobs`: jobs training on the CPU at once.
+    pub max_concurrent_jobs: usize,
+    /// `--job-cancel-grace-seconds`: SIGTERM to SIGKILL.
+    pub cancel_grace: Duration,
+    /// Environment variables the trainer must not inherit.
+    pub env_remove: Vec<String>,
+}
+
+impl Default for JobsOptions {
+    fn default() -> JobsOptions {
+        JobsOptions {
+            trainer: None,
+            allow_cpu: false,
+            max_concurrent_jobs: 1,
+            cancel_grace: Duration::from_secs(30),
+            env_remove: Vec::new(),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -93,6 +122,7 @@ impl ServeConfig {
             allow_unauthenticated_changes: false,
             memory_budget: savedmodel_runtime::DEFAULT_MEMORY_BUDGET,
             vertex: None,
+            jobs: JobsOptions::default(),
         }
     }
 }
@@ -110,6 +140,8 @@ pub struct AppState {
     pub access: AccessRules,
     /// Slow request bodies being received, per client address.
     pub slow_bodies: SlowBodies,
+    /// Cloud ML Engine jobs (training runs of our trainer).
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl AppState {
@@ -123,7 +155,20 @@ impl AppState {
                 location: config.registry.clone(),
                 reason: e.to_string(),
             })?;
-        let registry = Registry::open(registry_root).await?;
+        let registry = Registry::open(registry_root.clone()).await?;
+        let options = &config.jobs;
+        let mut jobs_config = jobs::JobsConfig::new(registry_root);
+        jobs_config.trainer = options.trainer.clone();
+        jobs_config.allow_cpu = options.allow_cpu;
+        jobs_config.max_concurrent_cpu_jobs = options.max_concurrent_jobs.max(1);
+        jobs_config.cancel_grace = options.cancel_grace;
+        jobs_config.env_remove = options.env_remove.clone();
+        let jobs = jobs::Jobs::open(jobs_config)
+            .await
+            .map_err(|e| ServingError::Registry {
+                location: config.registry.clone(),
+                reason: e.to_string(),
+            })?;
         let mut allowed_origins = Vec::new();
         for prefix in &config.allowed_origins {
             let location = Location::parse(prefix)
@@ -142,6 +187,7 @@ impl AppState {
             allowed_origins,
             access,
             slow_bodies: SlowBodies::default(),
+            jobs,
         });
 
         let mut file_models = BTreeMap::new();
@@ -653,7 +699,8 @@ pub async fn serve(
             let _ = signalled_tx.send(true);
         },
     );
-    tokio::select! {
+    let jobs = state.jobs.clone();
+    let result = tokio::select! {
         () = server => Ok(()),
         _ = async {
             let _ = signalled_rx.wait_for(|s| *s).await;
@@ -662,5 +709,8 @@ pub async fn serve(
             tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
             Ok(())
         }
-    }
+    };
+    // Running jobs are stopped (their trainers checkpoint) and recorded FAILED with the reason.
+    jobs.shutdown().await;
+    result
 }
