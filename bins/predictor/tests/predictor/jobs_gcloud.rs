@@ -79,11 +79,11 @@ impl Gcloud {
             .expect("running gcloud")
     }
 
-    /// Runs a gcloud API command with `--access-token-file`.
+    /// Runs a gcloud API command with `--access-token-file` (first: anything after `--` would
+    /// go to the trainer).
     fn api(&self, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("--access-token-file");
-        all.push(self.token_file.to_str().unwrap());
+        let mut all = vec!["--access-token-file", self.token_file.to_str().unwrap()];
+        all.extend_from_slice(args);
         self.run(&all)
     }
 
@@ -258,6 +258,7 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
     assert!(stdout.contains("state: QUEUED"), "{stdout}");
 
     let described = gcloud.wait_until_final(job, &server, Duration::from_secs(300));
+    let ended = Instant::now();
     let log = server.cli_ok(&["jobs", "logs", job]);
     assert_eq!(
         described["state"], "SUCCEEDED",
@@ -332,6 +333,8 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
 
     // `jobs stream-logs` prints the trainer's lines through the logging override and stops
     // once it sees the job ended.
+    // gcloud asks only for entries older than 5 s; the last ones must be that old.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(ended.elapsed()));
     let streamed = gcloud.api(&[
         "ml-engine",
         "jobs",
@@ -340,11 +343,17 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
         "--polling-interval",
         "1",
     ]);
-    let streamed_text = stderr(&streamed);
+    // gcloud prints the entries on stdout and its own messages on stderr.
+    let streamed_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&streamed.stdout),
+        stderr(&streamed)
+    );
     assert!(streamed.status.success(), "stream-logs: {streamed_text}");
     assert!(
         streamed_text.contains("master-replica-0"),
-        "{streamed_text}"
+        "{streamed_text}\nserver log:\n{}",
+        server.log()
     );
     assert!(streamed_text.contains("Test Accuracy: "), "{streamed_text}");
     assert!(
