@@ -134,15 +134,15 @@ pub struct PredictArgs {
 /// gcloud's limit for `--json-instances` in online prediction.
 const MAX_INSTANCES: usize = 100;
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
-    base: String,
-    project: String,
+    pub(crate) base: String,
+    pub(crate) project: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(connection: &Connection) -> Result<Client> {
+    pub(crate) fn new(connection: &Connection) -> Result<Client> {
         let token = match &connection.auth_token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -168,14 +168,25 @@ impl Client {
         format!("{}/v1/projects/{}/{resource}", self.base, self.project)
     }
 
-    /// Sends a request; non-2xx answers become errors carrying the server's message.
-    async fn call(
+    /// Sends a request to a Cloud ML Engine resource (`models/m`); non-2xx answers become errors
+    /// carrying the server's message.
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         resource: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let url = self.url(resource);
+        self.call_url(method, &self.url(resource), body).await
+    }
+
+    /// [`Client::call`] with a whole URL (other APIs on the same server).
+    pub(crate) async fn call_url(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let url = url.to_string();
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -217,7 +228,7 @@ fn error_message(body: &str) -> String {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -230,7 +241,7 @@ fn basename(name: &str) -> &str {
 }
 
 /// gcloud's table: upper-case headings, columns left-aligned and two spaces apart.
-fn print_table(headings: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headings: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headings.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

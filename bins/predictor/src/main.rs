@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod jobs_client;
 mod local;
 mod log_writer;
 mod serve;
@@ -35,6 +36,8 @@ enum Command {
     Versions(client::VersionsArgs),
     /// Online prediction against a server, like `gcloud ai-platform predict`.
     Predict(client::PredictArgs),
+    /// Training jobs on a server (list, describe, cancel, logs), like `gcloud ai-platform jobs`.
+    Jobs(jobs_client::JobsArgs),
 }
 
 impl Command {
@@ -46,6 +49,7 @@ impl Command {
             Command::Models(_) => "predictor models",
             Command::Versions(_) => "predictor versions",
             Command::Predict(_) => "predictor predict",
+            Command::Jobs(_) => "predictor jobs",
         }
     }
 }
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Models(args) => client::models(args),
         Command::Versions(args) => client::versions(args),
         Command::Predict(args) => client::predict(args),
+        Command::Jobs(args) => jobs_client::jobs(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

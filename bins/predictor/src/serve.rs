@@ -111,6 +111,19 @@ pub struct ServeArgs {
     /// Where the models run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// The trainer binary training jobs run [default: `trainer` beside this binary].
+    #[arg(long, value_name = "FILE")]
+    trainer_path: Option<PathBuf>,
+    /// Training jobs whose master asks for a GPU this machine or build cannot provide train on
+    /// the CPU (the trainer's --allow-cpu) instead of failing.
+    #[arg(long)]
+    allow_cpu: bool,
+    /// Training jobs run on the CPU at once; more wait QUEUED (GPU jobs: one per GPU).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_concurrent_jobs: u64,
+    /// Seconds a cancelled job's trainer has between SIGTERM (it checkpoints) and SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    job_cancel_grace_seconds: f64,
 }
 
 fn name_and_url(flag: &str, value: &str) -> Result<(String, String)> {
@@ -186,7 +199,8 @@ fn seconds(flag: &str, value: f64) -> Result<Duration> {
 pub fn run(args: ServeArgs) -> Result<()> {
     // candle sizes its matrix-product parallelism from RAYON_NUM_THREADS, and without it
     // re-reads /proc/cpuinfo on every product (a measurable share of a small forward pass).
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+    let set_rayon_threads = std::env::var_os("RAYON_NUM_THREADS").is_none();
+    if set_rayon_threads {
         // SAFETY: called before the async runtime, the storage I/O runtime or any other thread
         // is started, so no other thread can be reading the environment concurrently.
         unsafe {
@@ -290,6 +304,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.allow_unauthenticated_changes = args.allow_unauthenticated_changes;
     config.memory_budget = args.memory_budget_mb.saturating_mul(1 << 20);
     config.device = device::open(args.device, "predictor", "running models")?;
+    config.jobs = serving::JobsOptions {
+        trainer: args.trainer_path,
+        allow_cpu: args.allow_cpu,
+        max_concurrent_jobs: usize::try_from(args.max_concurrent_jobs).unwrap_or(1),
+        cancel_grace: seconds("--job-cancel-grace-seconds", args.job_cancel_grace_seconds)?,
+        // The one-thread setting above is for inference; the trainer picks its own threads.
+        env_remove: if set_rayon_threads {
+            vec!["RAYON_NUM_THREADS".to_string()]
+        } else {
+            Vec::new()
+        },
+    };
     config.batching = (!args.no_batching).then(|| {
         let mut batching = serving::BatchingConfig {
             max_batch_size: args.max_batch_size.max(1),

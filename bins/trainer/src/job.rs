@@ -119,35 +119,10 @@ pub fn apply(
 }
 
 fn refuse_extra_replicas(config: &JobConfig) -> Result<()> {
-    let resolved = &config.resolved;
-    let extra = resolved.extra_replicas();
-    if extra.is_empty() {
-        return Ok(());
+    match config.resolved.single_machine_refusal(&config.source) {
+        Some(refusal) => bail!("{refusal}"),
+        None => Ok(()),
     }
-    let listed: Vec<String> = extra
-        .iter()
-        .map(|(field, count)| format!("{field} {count}"))
-        .collect();
-    let (asked, fix) = if resolved.scale_tier == ScaleTier::Custom {
-        (
-            format!("asks for {}", listed.join(" and ")),
-            "set workerCount, parameterServerCount and evaluatorCount to 0",
-        )
-    } else {
-        (
-            format!(
-                "asks for scaleTier {}, which means {}",
-                resolved.scale_tier,
-                listed.join(" and ")
-            ),
-            "use scaleTier BASIC or BASIC_GPU, or CUSTOM without workers and parameter servers",
-        )
-    };
-    bail!(
-        "{}: the job {asked} besides the master, but this trainer runs on one machine \
-         (distributed training is not implemented); {fix}",
-        config.source
-    )
 }
 
 struct DeviceDecision {

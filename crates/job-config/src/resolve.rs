@@ -131,6 +131,39 @@ impl ResolvedJob {
         .filter(|(_, count)| *count > 0)
         .collect()
     }
+
+    /// Why a single-machine runner (our trainer, or the jobs server that starts it) must refuse
+    /// this job, or `None` when it is one master and nothing else: "the job asks for workerCount 2
+    /// … besides the master, …; <how to fix it>". `source` names the document.
+    pub fn single_machine_refusal(&self, source: &str) -> Option<String> {
+        let extra = self.extra_replicas();
+        if extra.is_empty() {
+            return None;
+        }
+        let listed: Vec<String> = extra
+            .iter()
+            .map(|(field, count)| format!("{field} {count}"))
+            .collect();
+        let (asked, fix) = if self.scale_tier == ScaleTier::Custom {
+            (
+                format!("asks for {}", listed.join(" and ")),
+                "set workerCount, parameterServerCount and evaluatorCount to 0",
+            )
+        } else {
+            (
+                format!(
+                    "asks for scaleTier {}, which means {}",
+                    self.scale_tier,
+                    listed.join(" and ")
+                ),
+                "use scaleTier BASIC or BASIC_GPU, or CUSTOM without workers and parameter servers",
+            )
+        };
+        Some(format!(
+            "{source}: the job {asked} besides the master, but this trainer runs on one machine \
+             (distributed training is not implemented); {fix}"
+        ))
+    }
 }
 
 /// The preset cluster of a non-CUSTOM scale tier.

@@ -24,6 +24,7 @@ use crate::tf_serving::predict;
 
 pub(crate) async fn handle(state: &Arc<AppState>, request: Request, path: &str) -> Response {
     let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_string();
     let rest = &path["/v1/projects/".len()..];
     let (rest, verb) = match rest.rsplit_once(':') {
         Some((r, v)) if !v.contains('/') => (r, Some(v)),
@@ -92,6 +93,10 @@ pub(crate) async fn handle(state: &Arc<AppState>, request: Request, path: &str) 
             set_default(state, model, version).await
         }
         (&Method::GET, ["operations", operation], None) => get_operation(state, operation),
+        (&Method::GET, ["jobs"], None) => crate::jobs_api::list(state, &query),
+        (&Method::POST, ["jobs"], None) => crate::jobs_api::create(state, request).await,
+        (&Method::GET, ["jobs", job], None) => crate::jobs_api::get(state, job),
+        (&Method::POST, ["jobs", job], Some("cancel")) => crate::jobs_api::cancel(state, job).await,
         _ => Err(ApiError::invalid(format!(
             "Malformed request: {method} {path}"
         ))),
@@ -314,11 +319,13 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
 fn check_resource_names(resource: &[&str]) -> Result<(), ApiError> {
     let mut named = resource.iter().zip(resource.iter().skip(1));
     named.try_for_each(|(kind, name)| match *kind {
-        "models" | "versions" if !valid_resource_name(name) => Err(ApiError::invalid(format!(
-            "{name:?} is not a valid {} name: it must start with a letter and contain only \
+        "models" | "versions" | "jobs" if !valid_resource_name(name) => {
+            Err(ApiError::invalid(format!(
+                "{name:?} is not a valid {} name: it must start with a letter and contain only \
              letters, digits and underscores (at most 128)",
-            kind.trim_end_matches('s')
-        ))),
+                kind.trim_end_matches('s')
+            )))
+        }
         _ => Ok(()),
     })
 }

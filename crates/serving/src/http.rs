@@ -116,6 +116,14 @@ async fn dispatch(state: &Arc<AppState>, mut request: Request) -> Response {
         }
         _ => request,
     };
+    // Cloud Logging's entries.list, where gcloud reads job logs (its `logging` endpoint
+    // override points here); every other /v2 path is KServe's.
+    if path == "/v2/entries:list" && method == Method::POST {
+        return match crate::jobs_api::list_entries(state, request).await {
+            Ok(value) => ok_json(&value),
+            Err(error) => with_payload_status(google_error(&error), &error),
+        };
+    }
     if path == "/v2" || path.starts_with("/v2/") {
         return crate::v2::handle(state, request, &path).await;
     }

@@ -13,6 +13,9 @@
 //!   GetModelMetadata, `ModelService` GetModelStatus, on tonic, from the vendored `.proto` files.
 //! - **KServe V2 / Open Inference Protocol** (`v2`, `/v2/…`) and the **Vertex AI** custom
 //!   container contract (`vertex`, the `AIP_*` routes).
+//! - **Cloud ML Engine jobs** (`jobs_api`, `/v1/projects/{project}/jobs…`, and Cloud Logging's
+//!   `/v2/entries:list` for their logs) on the same port, as gcloud uses one endpoint for both:
+//!   the `jobs` crate runs them, `jobs_api` is its HTTP face.
 //!
 //! Why it is its own crate, and shaped this way:
 //! - The async stack (tokio, axum, tonic), the registry, batching and metrics are a subsystem of
@@ -49,6 +52,7 @@ mod cmle;
 mod connections;
 pub mod grpc;
 mod http;
+mod jobs_api;
 mod lifecycle;
 mod metrics;
 mod server;
@@ -66,7 +70,7 @@ pub use body::{
 };
 pub use connections::DEFAULT_HEADER_READ_TIMEOUT;
 pub use lifecycle::predictor::{LoadFuture, ModelLoader, Predictor, SavedModelLoader};
-pub use server::{DEFAULT_MAX_BODY_BYTES, ServeConfig, serve};
+pub use server::{DEFAULT_MAX_BODY_BYTES, JobsOptions, ServeConfig, serve};
 pub use vertex::{VertexModel, VertexRoutes};
 
 /// Failures that stop the server from starting or running (request failures are [`ApiError`]s).

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
+use storage::Location;
+
 use crate::ServingError;
 use crate::access::AccessRules;
 use crate::batching::BatchingConfig;
@@ -64,6 +66,35 @@ pub struct ServeConfig {
     pub vertex: Option<crate::vertex::VertexModel>,
     /// Largest gRPC message accepted (RESOURCE_EXHAUSTED above it).
     pub grpc_max_message_bytes: usize,
+    /// How training jobs run (`jobs` crate).
+    pub jobs: JobsOptions,
+}
+
+/// The `predictor serve` flags for Cloud ML Engine jobs.
+#[derive(Debug, Clone)]
+pub struct JobsOptions {
+    /// `--trainer-path`; `None`: `trainer` beside the server binary.
+    pub trainer: Option<std::path::PathBuf>,
+    /// `--allow-cpu`: a job asking for a GPU this machine cannot give trains on the CPU.
+    pub allow_cpu: bool,
+    /// `--max-concurrent-jobs`: jobs training on the CPU at once.
+    pub max_concurrent_jobs: usize,
+    /// `--job-cancel-grace-seconds`: SIGTERM to SIGKILL.
+    pub cancel_grace: Duration,
+    /// Environment variables the trainer must not inherit.
+    pub env_remove: Vec<String>,
+}
+
+impl Default for JobsOptions {
+    fn default() -> JobsOptions {
+        JobsOptions {
+            trainer: None,
+            allow_cpu: false,
+            max_concurrent_jobs: 1,
+            cancel_grace: Duration::from_secs(30),
+            env_remove: Vec::new(),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -93,6 +124,7 @@ impl ServeConfig {
             memory_budget: savedmodel_runtime::DEFAULT_MEMORY_BUDGET,
             vertex: None,
             grpc_max_message_bytes: crate::grpc::DEFAULT_MAX_MESSAGE_BYTES,
+            jobs: JobsOptions::default(),
         }
     }
 }
@@ -106,6 +138,8 @@ pub(crate) struct AppState {
     pub access: AccessRules,
     /// Slow request bodies being received, per client address.
     pub slow_bodies: SlowBodies,
+    /// Cloud ML Engine jobs (training runs of our trainer).
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl AppState {
@@ -118,6 +152,27 @@ impl AppState {
             max_slow_per_client: self.config.max_slow_bodies_per_client.max(1),
         }
     }
+}
+
+/// Opens the Cloud ML Engine jobs kept beside the model registry (`--registry`), with the
+/// `predictor serve` job flags; jobs left running by an earlier server are marked FAILED.
+async fn open_jobs(config: &ServeConfig) -> Result<Arc<jobs::Jobs>, ServingError> {
+    let registry_error = |reason: String| ServingError::Registry {
+        location: config.registry.clone(),
+        reason,
+    };
+    let registry_root =
+        Location::parse(&config.registry).map_err(|e| registry_error(e.to_string()))?;
+    let options = &config.jobs;
+    let mut jobs_config = jobs::JobsConfig::new(registry_root);
+    jobs_config.trainer = options.trainer.clone();
+    jobs_config.allow_cpu = options.allow_cpu;
+    jobs_config.max_concurrent_cpu_jobs = options.max_concurrent_jobs.max(1);
+    jobs_config.cancel_grace = options.cancel_grace;
+    jobs_config.env_remove = options.env_remove.clone();
+    jobs::Jobs::open(jobs_config)
+        .await
+        .map_err(|e| registry_error(e.to_string()))
 }
 
 /// Serves HTTP on `listener`, and TF Serving's gRPC API on `grpc_listener` when given, until
@@ -152,6 +207,7 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::default());
     let models = ModelLifecycle::start(&config, loader, metrics.clone()).await?;
+    let jobs = open_jobs(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     models.start_background(stop_rx.clone());
     let state = Arc::new(AppState {
@@ -161,6 +217,7 @@ pub async fn serve(
         models,
         metrics,
         slow_bodies: SlowBodies::default(),
+        jobs,
     });
     if let Some(listener) = grpc_listener {
         if let Ok(addr) = listener.local_addr() {
@@ -190,7 +247,8 @@ pub async fn serve(
             let _ = signalled_tx.send(true);
         },
     );
-    tokio::select! {
+    let jobs = state.jobs.clone();
+    let result = tokio::select! {
         () = server => Ok(()),
         _ = async {
             let _ = signalled_rx.wait_for(|s| *s).await;
@@ -199,5 +257,8 @@ pub async fn serve(
             tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
             Ok(())
         }
-    }
+    };
+    // Running jobs are stopped (their trainers checkpoint) and recorded FAILED with the reason.
+    jobs.shutdown().await;
+    result
 }

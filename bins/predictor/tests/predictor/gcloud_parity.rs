@@ -33,7 +33,7 @@ use predict_json::{PyValue, format_gcloud_json, format_gcloud_table};
 use serde_json::Value;
 
 /// The venv whose `bin/python` gcloud must find first on PATH.
-fn tf_venv() -> PathBuf {
+pub(crate) fn tf_venv() -> PathBuf {
     if let Ok(dir) = std::env::var("PREDICTOR_TF_VENV") {
         return PathBuf::from(dir);
     }

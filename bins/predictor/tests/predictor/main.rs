@@ -6,6 +6,8 @@ mod serve_support;
 
 mod device_flag;
 mod gcloud_parity;
+mod jobs_gcloud;
+mod jobs_http;
 mod local_cli;
 mod serve_bad_requests;
 mod serve_e2e;

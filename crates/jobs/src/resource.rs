@@ -1,0 +1,278 @@
+//! The Cloud ML Engine v1 `Job` resource and its parts, typed, in the API's JSON names.
+//!
+//! `trainingInput` and `predictionInput` are kept as the JSON the client sent: the API echoes
+//! them back as given (gcloud's int64 strings included), and what they mean is decided by
+//! `job-config` (training) when the job is validated and run, so a second typed copy of every
+//! field here would only drift from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A job's lifecycle: QUEUED → PREPARING → RUNNING → SUCCEEDED | FAILED; `:cancel` moves a live
+/// job to CANCELLING and then CANCELLED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Queued,
+    Preparing,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelling,
+    Cancelled,
+}
+
+impl JobState {
+    /// The API's name (`RUNNING`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "QUEUED",
+            JobState::Preparing => "PREPARING",
+            JobState::Running => "RUNNING",
+            JobState::Succeeded => "SUCCEEDED",
+            JobState::Failed => "FAILED",
+            JobState::Cancelling => "CANCELLING",
+            JobState::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// SUCCEEDED, FAILED or CANCELLED: nothing will change any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// `Job`, as `jobs.get` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub job_id: String,
+    pub create_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    pub state: JobState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Changes with every update (base64, as the API's etags are).
+    pub etag: String,
+    /// Jobs ahead of this one in the queue (int64 as a JSON string); only while QUEUED.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "int64_string_option"
+    )]
+    pub job_position: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_input: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_output: Option<TrainingOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_input: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_output: Option<PredictionOutput>,
+}
+
+/// `TrainingOutput`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingOutput {
+    /// int64 as a JSON string; set for tuning jobs.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "int64_string_option"
+    )]
+    pub completed_trial_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<HyperparameterOutput>,
+    /// Machine hours used (one CPU or GPU machine: wall hours).
+    #[serde(default)]
+    pub consumed_m_l_units: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_hyperparameter_tuning_job: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperparameter_metric_tag: Option<String>,
+}
+
+/// One trial of a tuning job (`HyperparameterOutput`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HyperparameterOutput {
+    pub trial_id: String,
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_metric: Option<Measurement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_trial_stopped_early: bool,
+}
+
+/// `finalMetric`: the objective at a training step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    #[serde(with = "int64_string")]
+    pub training_step: i64,
+    pub objective_value: f64,
+}
+
+/// `PredictionOutput`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictionOutput {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_path: String,
+    #[serde(with = "int64_string")]
+    pub prediction_count: i64,
+    #[serde(with = "int64_string")]
+    pub error_count: i64,
+    #[serde(default)]
+    pub node_hours: f64,
+}
+
+/// What `jobs.create` takes: the client-settable fields of a `Job`. Output-only fields a client
+/// may echo back (from `jobs describe`) are accepted and ignored; anything else is refused, as
+/// the API refuses unknown names.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewJob {
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub training_input: Option<Value>,
+    pub prediction_input: Option<Value>,
+    // Output-only, ignored.
+    #[serde(default, rename = "createTime")]
+    _create_time: Option<Value>,
+    #[serde(default, rename = "startTime")]
+    _start_time: Option<Value>,
+    #[serde(default, rename = "endTime")]
+    _end_time: Option<Value>,
+    #[serde(default, rename = "state")]
+    _state: Option<Value>,
+    #[serde(default, rename = "errorMessage")]
+    _error_message: Option<Value>,
+    #[serde(default, rename = "etag")]
+    _etag: Option<Value>,
+    #[serde(default, rename = "jobPosition")]
+    _job_position: Option<Value>,
+    #[serde(default, rename = "trainingOutput")]
+    _training_output: Option<Value>,
+    #[serde(default, rename = "predictionOutput")]
+    _prediction_output: Option<Value>,
+}
+
+impl NewJob {
+    /// A training job (what a test or a client builds without going through JSON).
+    pub fn training(job_id: &str, training_input: Value) -> NewJob {
+        NewJob {
+            job_id: Some(job_id.to_string()),
+            training_input: Some(training_input),
+            ..NewJob::default()
+        }
+    }
+}
+
+/// int64 fields travel as JSON strings (protobuf's JSON mapping); numbers are accepted too.
+mod int64_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(i64),
+            Text(String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+mod int64_string_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => super::int64_string::serialize(v, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<i64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::int64_string")] i64);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_json_uses_the_api_names_and_int64_strings() {
+        let job = Job {
+            job_id: "j1".into(),
+            create_time: "2026-01-01T00:00:00Z".into(),
+            start_time: None,
+            end_time: None,
+            state: JobState::Queued,
+            error_message: None,
+            labels: BTreeMap::new(),
+            etag: "AQ==".into(),
+            job_position: Some(2),
+            training_input: Some(serde_json::json!({"workerCount": "0"})),
+            training_output: Some(TrainingOutput {
+                completed_trial_count: Some(4),
+                ..TrainingOutput::default()
+            }),
+            prediction_input: None,
+            prediction_output: None,
+        };
+        let text = serde_json::to_value(&job).unwrap();
+        assert_eq!(text["jobPosition"], "2");
+        assert_eq!(text["state"], "QUEUED");
+        assert_eq!(text["trainingInput"]["workerCount"], "0");
+        assert_eq!(text["trainingOutput"]["completedTrialCount"], "4");
+        assert_eq!(text["trainingOutput"]["consumedMLUnits"], 0.0);
+        let back: Job = serde_json::from_value(text).unwrap();
+        assert_eq!(back, job);
+    }
+
+    #[test]
+    fn new_job_refuses_unknown_fields_and_ignores_output_only_ones() {
+        let ok: NewJob = serde_json::from_str(
+            r#"{"jobId": "a", "state": "RUNNING", "trainingInput": {"region": "us-east1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.job_id.as_deref(), Some("a"));
+        let error = serde_json::from_str::<NewJob>(r#"{"jobId": "a", "trainingInputs": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `trainingInputs`"), "{error}");
+    }
+}

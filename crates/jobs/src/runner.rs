@@ -1,0 +1,374 @@
+//! One training job, from the queue to its end: wait for a slot, write the job's config, run
+//! `trainer --config <file> --job-name <id>` with its output captured line by line, stop it on
+//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use job_config::JobConfig;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+use crate::logs::{MASTER_TASK, Severity};
+use crate::{JobState, Jobs, Stop};
+
+/// The trainer's exit status after SIGTERM: it wrote a checkpoint and stopped.
+const EXIT_PREEMPTED: i32 = 75;
+
+/// stderr lines kept to explain a failure.
+const KEPT_ERROR_LINES: usize = 20;
+
+/// How a run ended.
+struct Outcome {
+    state: JobState,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn failed(message: impl Into<String>) -> Outcome {
+        Outcome {
+            state: JobState::Failed,
+            error: Some(message.into()),
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<Stop>) -> Stop {
+    let why = stop
+        .wait_for(|s| *s != Stop::Running)
+        .await
+        .map(|value| *value);
+    match why {
+        Ok(why) => why,
+        // The sender lives as long as the job runs; without it nothing can stop the job.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn run(
+    jobs: Arc<Jobs>,
+    id: String,
+    config: JobConfig,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let kind = jobs.slot_kind(&config);
+    let slot = tokio::select! {
+        slot = jobs.queue.acquire(&id, kind) => slot,
+        why = stopped(&mut stop) => {
+            let outcome = match why {
+                Stop::ServerStopping => Outcome::failed(
+                    "The server stopped while the job was QUEUED; submit it again to run it",
+                ),
+                _ => Outcome { state: JobState::Cancelled, error: None },
+            };
+            jobs.finish(&id, outcome.state, outcome.error).await;
+            return;
+        }
+    };
+    jobs.advance(&id, JobState::Preparing).await;
+    jobs.service_line(&id, Severity::Info, "Waiting for job to be provisioned.");
+    let outcome = run_trainer(&jobs, &id, &config, &mut stop).await;
+    drop(slot);
+    let dir = jobs.work_dir.path().join(&id);
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    jobs.finish(&id, outcome.state, outcome.error).await;
+}
+
+async fn run_trainer(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    config: &JobConfig,
+    stop: &mut watch::Receiver<Stop>,
+) -> Outcome {
+    let current = *stop.borrow();
+    if current != Stop::Running {
+        return ended_before_start(current);
+    }
+    let trainer = match jobs.trainer_path() {
+        Ok(path) => path,
+        Err(message) => return Outcome::failed(message),
+    };
+    // The document `trainer --config` reads: the job's trainingInput as submitted.
+    let dir = jobs.work_dir.path().join(id);
+    let config_path = dir.join("config.json");
+    let document = serde_json::json!({
+        "jobId": id,
+        "trainingInput": jobs.get(id).ok().and_then(|j| j.training_input),
+    });
+    let written = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::write(&config_path, document.to_string()).await
+    }
+    .await;
+    if let Err(error) = written {
+        return Outcome::failed(format!(
+            "cannot write the job's config file {}: {error}",
+            config_path.display()
+        ));
+    }
+    let mut command = tokio::process::Command::new(&trainer);
+    command
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--job-name")
+        .arg(id);
+    if jobs.config.allow_cpu {
+        command.arg("--allow-cpu");
+    }
+    for name in &jobs.config.env_remove {
+        command.env_remove(name);
+    }
+    command
+        .env("CLOUD_ML_JOB_ID", id)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    stop_with_parent(&mut command);
+    jobs.service_line(
+        id,
+        Severity::Info,
+        &format!(
+            "Running: {} --config {} --job-name {id}{} (the job's trainingInput, with its jobDir \
+             and args){}",
+            trainer.display(),
+            config_path.display(),
+            if jobs.config.allow_cpu {
+                " --allow-cpu"
+            } else {
+                ""
+            },
+            if config.resolved.hyperparameter_tuning {
+                "; the hyperparameter search itself is not run, the trainer trains once"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return Outcome::failed(format!(
+                "cannot start the trainer {}: {error}",
+                trainer.display()
+            ));
+        }
+    };
+    jobs.advance(id, JobState::Running).await;
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(read_lines(jobs.clone(), id.to_string(), out, None))),
+        child.stderr.take().map(|err| {
+            tokio::spawn(read_lines(
+                jobs.clone(),
+                id.to_string(),
+                err,
+                Some(errors.clone()),
+            ))
+        }),
+    ];
+    let mut flush = tokio::time::interval(jobs.config.log_flush_interval);
+    let mut stop_reason = Stop::Running;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            why = stopped(stop), if stop_reason == Stop::Running => {
+                stop_reason = why;
+                if let Some(pid) = child.id() {
+                    terminate(pid);
+                }
+                jobs.service_line(id, Severity::Info, &format!(
+                    "Sent SIGTERM to the trainer (it writes a checkpoint and stops); SIGKILL in {} s if it has not.",
+                    jobs.config.cancel_grace.as_secs()
+                ));
+                kill_at = Some(tokio::time::Instant::now() + jobs.config.cancel_grace);
+            }
+            () = sleep_until(kill_at) => {
+                kill_at = None;
+                jobs.service_line(id, Severity::Warning, "The trainer did not stop after SIGTERM; sending SIGKILL.");
+                let _ = child.start_kill();
+            }
+            _ = flush.tick() => jobs.flush_log(id).await,
+        }
+    };
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
+    outcome(jobs, id, status, stop_reason, &errors)
+}
+
+fn ended_before_start(why: Stop) -> Outcome {
+    match why {
+        Stop::ServerStopping => {
+            Outcome::failed("The server stopped before the job's trainer started")
+        }
+        _ => Outcome {
+            state: JobState::Cancelled,
+            error: None,
+        },
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn outcome(
+    jobs: &Jobs,
+    id: &str,
+    status: std::io::Result<ExitStatus>,
+    stop: Stop,
+    errors: &[String],
+) -> Outcome {
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => return Outcome::failed(format!("cannot wait for the trainer: {error}")),
+    };
+    if status.success() {
+        if stop == Stop::Cancel {
+            jobs.service_line(
+                id,
+                Severity::Warning,
+                "The trainer finished before the cancel took effect; the job SUCCEEDED.",
+            );
+        }
+        return Outcome {
+            state: JobState::Succeeded,
+            error: None,
+        };
+    }
+    match stop {
+        Stop::Cancel => {
+            return Outcome {
+                state: JobState::Cancelled,
+                error: None,
+            };
+        }
+        Stop::ServerStopping => {
+            return Outcome::failed(
+                "The server stopped while the job was RUNNING; the trainer was stopped with \
+                 SIGTERM (it writes a checkpoint). Submit the job again with the same jobDir to \
+                 continue from it.",
+            );
+        }
+        Stop::Running => {}
+    }
+    // The trainer's `error: …` lines say why; without them, its last few lines.
+    let mut explaining: Vec<&str> = errors
+        .iter()
+        .map(String::as_str)
+        .filter(|l| Severity::of_trainer_line(l) == Severity::Error)
+        .collect();
+    if explaining.is_empty() {
+        explaining = errors
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(String::as_str)
+            .collect();
+    }
+    let detail = if explaining.is_empty() {
+        String::new()
+    } else {
+        format!(" \n{}", explaining.join("\n"))
+    };
+    let message = match (status.code(), signal_of(&status)) {
+        (Some(EXIT_PREEMPTED), _) => format!(
+            "The replica master 0 was stopped by SIGTERM (exit status {EXIT_PREEMPTED}) after \
+             writing a checkpoint, but the job was not cancelled.{detail}"
+        ),
+        (Some(code), _) => {
+            format!("The replica master 0 exited with a non-zero status of {code}.{detail}")
+        }
+        (None, Some(signal)) => {
+            format!("The replica master 0 was killed by signal {signal}.{detail}")
+        }
+        (None, None) => format!("The replica master 0 ended abnormally ({status}).{detail}"),
+    };
+    Outcome::failed(message)
+}
+
+#[cfg(unix)]
+fn signal_of(status: &ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.signal()
+}
+
+#[cfg(not(unix))]
+fn signal_of(_: &ExitStatus) -> Option<i32> {
+    None
+}
+
+/// Asks the trainer to stop: it writes a checkpoint after the current step and exits 75.
+fn terminate(pid: u32) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet (`child.id()` is `Some`
+        // only until the child is waited for), so it cannot name a recycled process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// If the server dies without stopping its jobs (SIGKILL, a crash), the kernel sends the trainer
+/// SIGTERM, so it checkpoints and stops instead of writing to the job dir of a job the restarted
+/// server reports FAILED.
+fn stop_with_parent(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
+/// Copies a pipe into the job log, one entry per line (`\r` progress redraws split lines too);
+/// stderr lines are also kept to explain a failure.
+async fn read_lines(
+    jobs: Arc<Jobs>,
+    id: String,
+    pipe: impl AsyncRead + Unpin,
+    errors: Option<Arc<Mutex<Vec<String>>>>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buffer);
+        for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
+            let severity = Severity::of_trainer_line(line);
+            jobs.log_line(&id, severity, MASTER_TASK, None, line);
+            if let Some(errors) = &errors
+                && let Ok(mut kept) = errors.lock()
+            {
+                kept.push(line.to_string());
+                if kept.len() > KEPT_ERROR_LINES {
+                    kept.remove(0);
+                }
+            }
+        }
+    }
+}
