@@ -42,7 +42,7 @@ case " $protocols " in
       grpc_load=$GRPC_LOAD
     else
       cargo build --release -p serving --example grpc_load >&2
-      grpc_load=$root/target/release/examples/grpc_load
+      grpc_load=$(cd "$(dirname "$0")/.." && pwd)/target/release/examples/grpc_load
     fi ;;
 esac
 
