@@ -256,6 +256,8 @@ fn explicit_default_widths_and_dropout_train_the_same_bits() {
 
 /// Real TensorFlow loads the export in `job_dir`, runs serving_default on the fixture's test
 /// images and computes loss and accuracy its own way; they must match what the trainer printed.
+// A helper of tests: a failed unwrap is a failed test.
+#[allow(clippy::unwrap_used)]
 fn tensorflow_agrees(job_dir: &Path, run: &Run) {
     let python = python();
     // Real TensorFlow loads the SavedModel, runs serving_default on the fixture's test images
