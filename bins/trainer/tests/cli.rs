@@ -543,6 +543,6 @@ fn a_tuning_trial_reports_its_metric_like_cloudml_hypertune() {
     let (stdout, _, lines) = run_trial("loss", "val_loss");
     assert_eq!(lines.len(), 3, "{lines:?}");
     let last: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
-    let test_loss = value_after(&stdout.lines().rev().nth(1).unwrap(), "Test Loss: ");
+    let test_loss = value_after(stdout.lines().rev().nth(1).unwrap(), "Test Loss: ");
     assert_eq!(last["val_loss"], test_loss.to_string());
 }
