@@ -4,7 +4,8 @@
 Usage (standard library only, no TensorFlow or numpy needed):
 
     python3 scripts/make-sample-json.py [--count 10] [--first 0] [--shape flat|28x28]
-                                        [--mnist-dir testdata/mnist] [--out testdata/sample.json]
+                                        [--split t10k|train] [--mnist-dir testdata/mnist]
+                                        [--out testdata/sample.json]
 
 Like the Cloud ML Engine MNIST tutorial's `sample.json`: newline-delimited JSON, one instance per
 line, each a bare JSON array (the models have a single input, so gcloud wraps it under the input's
@@ -14,7 +15,9 @@ is 784 floats in [0, 1] (`--shape 28x28` writes 28 rows of 28 instead, for model
 being parsed as a double and rounded to float32 - which is what both gcloud (Python json + numpy) and
 our predictor do - so the file is short and exact.
 
-The images are the first `--count` images of t10k starting at `--first`, read from the IDX files.
+The images are the first `--count` images of `--split` (t10k, the test set, by default; `train` for
+the 60,000 training images, as bench/batch-predict.sh uses) starting at `--first`, read from the IDX
+files.
 """
 
 import argparse
@@ -63,15 +66,16 @@ def main():
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--shape", choices=["flat", "28x28"], default="flat")
+    parser.add_argument("--split", choices=["t10k", "train"], default="t10k")
     parser.add_argument("--mnist-dir", default=os.path.join(REPO, "testdata", "mnist"))
     parser.add_argument("--out", default=os.path.join(REPO, "testdata", "sample.json"), help="'-' for stdout")
     args = parser.parse_args()
 
-    dims, pixels = read_idx(os.path.join(args.mnist_dir, "t10k-images-idx3-ubyte.gz"))
+    dims, pixels = read_idx(os.path.join(args.mnist_dir, f"{args.split}-images-idx3-ubyte.gz"))
     if len(dims) != 3 or dims[1:] != (28, 28):
         raise SystemExit(f"expected [n, 28, 28] images, found {list(dims)}")
     if args.count < 1 or args.first < 0 or args.first + args.count > dims[0]:
-        raise SystemExit(f"--first {args.first} --count {args.count} is outside the {dims[0]} test images")
+        raise SystemExit(f"--first {args.first} --count {args.count} is outside the {dims[0]} {args.split} images")
 
     # 256 possible pixel values: format each once.
     text_of = [float32_text(to_float32(to_float32(p) / to_float32(255.0))) for p in range(256)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use predict_json::{InstanceFormat, PyValue};
-use savedmodel_runtime::{DEFAULT_SIGNATURE, LoadedModel, SignatureInfo};
+use savedmodel_runtime::{LoadedModel, SignatureInfo};
 use storage::Location;
 
 use compute_device::{self as device, DeviceChoice};
@@ -192,33 +192,8 @@ fn check_model_dir(dir: &Location) -> Result<()> {
     }
 }
 
-/// gcloud's choice: the named signature; else the only one; else `serving_default`.
+/// gcloud's choice: the named signature; else the only one; else `serving_default` (the same
+/// rule batch prediction uses).
 fn choose_signature<'m>(model: &'m LoadedModel, name: Option<&str>) -> Result<&'m SignatureInfo> {
-    let signatures = model.signatures();
-    let available = || {
-        signatures
-            .keys()
-            .map(|k| format!("\"{k}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let key = match name {
-        Some(name) => name,
-        None if signatures.len() == 1 => signatures
-            .keys()
-            .next()
-            .map_or(DEFAULT_SIGNATURE, String::as_str),
-        None => DEFAULT_SIGNATURE,
-    };
-    match signatures.get(key) {
-        Some(signature) => Ok(signature),
-        None if name.is_some() => bail!(
-            "the model has no signature \"{key}\"; its signatures are {}",
-            available()
-        ),
-        None => bail!(
-            "the model has no signature \"{DEFAULT_SIGNATURE}\"; choose one of {} with --signature-name",
-            available()
-        ),
-    }
+    Ok(batch_prediction::choose_signature(model, name)?)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod batch;
 mod client;
 mod jobs_client;
 mod local;
@@ -28,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run a prediction locally, like `gcloud ai-platform local predict`.
     Local(local::LocalArgs),
+    /// Run a batch prediction job in the foreground, like `gcloud ai-platform jobs submit
+    /// prediction`: input files in, prediction.results-* and prediction.errors_stats-* out.
+    BatchPredict(batch::BatchPredictArgs),
     /// Serve models over HTTP: the Cloud ML Engine API and TensorFlow Serving's REST API.
     Serve(serve::ServeArgs),
     /// Manage models on a prediction server, like `gcloud ai-platform models`.
@@ -45,6 +49,7 @@ impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::Local(_) => "predictor local",
+            Command::BatchPredict(_) => "predictor batch-predict",
             Command::Serve(_) => "predictor serve",
             Command::Models(_) => "predictor models",
             Command::Versions(_) => "predictor versions",
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
     let name = cli.command.name();
     let result = match cli.command {
         Command::Local(args) => local::run(args),
+        Command::BatchPredict(args) => batch::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Models(args) => client::models(args),
         Command::Versions(args) => client::versions(args),

@@ -87,7 +87,14 @@ pub fn apply(
     for note in &decision.notes {
         eprintln!("{note}");
     }
-    if config.resolved.hyperparameter_tuning {
+    if config.resolved.hyperparameter_tuning
+        && let Ok(trial) = std::env::var(training::hypertune::TRIAL_ID_ENV)
+    {
+        eprintln!(
+            "note: {}: running as trial {trial} of a hyperparameter-tuning job",
+            config.source
+        );
+    } else if config.resolved.hyperparameter_tuning {
         eprintln!(
             "note: {}: {} is validated, but this trainer does not run a hyperparameter search; \
              training once with the flags as given",

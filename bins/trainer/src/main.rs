@@ -144,7 +144,8 @@ fn run(cli: settings::Cli) -> Result<Finished> {
     let model_config = ModelConfig {
         input_dim: splits.train.feature_len(),
         num_classes: NUM_CLASSES,
-        ..ModelConfig::default()
+        hidden_units: settings.hidden_units.clone(),
+        dropout_rate: settings.dropout_rate,
     };
     let options = EngineOptions {
         threads: settings.threads,
@@ -223,6 +224,23 @@ fn run(cli: settings::Cli) -> Result<Finished> {
                 .with_context(|| format!("starting TensorBoard logs in {}", logs.log_dir))
         })
         .transpose()?;
+    let mut hypertune = settings
+        .hypertune
+        .clone()
+        .map(training::HypertuneObserver::create)
+        .transpose()?;
+    if let (Some(settings), Some(observer)) = (&settings.hypertune, &hypertune) {
+        let metric = match observer.metric() {
+            training::hypertune::ReportedMetric::Loss => "loss",
+            training::hypertune::ReportedMetric::Accuracy => "accuracy",
+        };
+        eprintln!(
+            "Reporting the tuning metric {:?} ({metric}) for trial {} to {}",
+            settings.tag,
+            settings.trial_id,
+            settings.metric_file.display()
+        );
+    }
     let mut kill_after = faults::SignalAfterStep::kill_from_env();
     let mut term_after = faults::SignalAfterStep::term_from_env();
     let mut progress = ProgressObserver::new(std::io::stdout().is_terminal());
@@ -243,6 +261,9 @@ fn run(cli: settings::Cli) -> Result<Finished> {
         let mut observers: Vec<&mut dyn FitObserver> = vec![&mut term_after, &mut progress];
         if let Some(tensorboard) = &mut tensorboard {
             observers.push(tensorboard);
+        }
+        if let Some(hypertune) = &mut hypertune {
+            observers.push(hypertune);
         }
         observers.push(&mut checkpointer);
         observers.push(&mut kill_after);
@@ -267,6 +288,9 @@ fn run(cli: settings::Cli) -> Result<Finished> {
         eprintln!("Wrote {written} checkpoints in {checkpoint_seconds:.3}s");
     }
     let mut observers: Vec<&mut dyn FitObserver> = vec![&mut progress];
+    if let Some(hypertune) = &mut hypertune {
+        observers.push(hypertune);
+    }
 
     let eval_start = Instant::now();
     let test = training::evaluate(

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use compute_device::DeviceChoice;
 use job_config::JobConfig;
-use mnist_model::TrainConfig;
+use mnist_model::{ModelConfig, TrainConfig};
 use storage::Location;
 
 use crate::job::{self, Requested};
@@ -42,6 +42,13 @@ pub struct Cli {
     /// Momentum of the TF1 MomentumOptimizer [default: 0.9].
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
+    /// Widths of the hidden ReLU layers, comma-separated: `512,256` is the tutorial's network, a
+    /// single value means one hidden layer [default: 512,256].
+    #[arg(long, value_name = "W[,W…]", value_parser = parse_hidden_units)]
+    pub hidden_units: Option<HiddenUnits>,
+    /// Dropout rate after every hidden layer, in [0, 1); 0 turns dropout off [default: 0.2].
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
     /// Seed for initialisation, shuffling and dropout; the same seed and thread count give a
     /// bit-identical run [default: 0].
     #[arg(long)]
@@ -174,6 +181,30 @@ fn config_flags(config: &JobConfig) -> Result<Vec<String>> {
     Ok(flags)
 }
 
+/// `--hidden-units`: the widths of the hidden layers, input side first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenUnits(pub Vec<usize>);
+
+/// `512,256` -> `[512, 256]`. Spaces around the commas are allowed (a YAML list written as one
+/// string); empty items, zero and non-numbers are refused with the item named.
+fn parse_hidden_units(text: &str) -> std::result::Result<HiddenUnits, String> {
+    let mut widths = Vec::new();
+    for (index, item) in text.split(',').enumerate() {
+        let item = item.trim();
+        match item.parse::<usize>() {
+            Ok(width) if (1..=mnist_model::MAX_LAYER_WIDTH).contains(&width) => widths.push(width),
+            _ => {
+                return Err(format!(
+                    "item {} is {item:?}; expected comma-separated layer widths in 1..={} such as 512,256",
+                    index + 1,
+                    mnist_model::MAX_LAYER_WIDTH
+                ));
+            }
+        }
+    }
+    Ok(HiddenUnits(widths))
+}
+
 /// `--resume`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResumeMode {
@@ -186,6 +217,10 @@ pub struct Settings {
     pub train_file: Location,
     pub job_dir: Location,
     pub train: TrainConfig,
+    /// Hidden widths and dropout from `--hidden-units` / `--dropout` (input and output sizes are
+    /// filled in from the data).
+    pub hidden_units: Vec<usize>,
+    pub dropout_rate: f32,
     pub validation_split: Option<f64>,
     /// Where and how often to write TensorBoard logs; `None` with `--no-tensorboard`.
     pub tensorboard: Option<TensorBoardSettings>,
@@ -198,6 +233,8 @@ pub struct Settings {
     pub device: DeviceChoice,
     /// `--config` as validated, resolved and applied (see `job.rs`), for job.json.
     pub job_config: Option<serde_json::Value>,
+    /// Where to report the tuning metric when running as a hyperparameter-tuning trial.
+    pub hypertune: Option<training::HypertuneSettings>,
 }
 
 /// `--tensorboard-dir` / `AIP_TENSORBOARD_LOG_DIR` / `<job-dir>/logs`, and `--log-every-steps`.
@@ -238,6 +275,14 @@ impl Settings {
             seed: cli.seed.unwrap_or(defaults.seed),
         };
         train.validate().context("invalid training flags")?;
+        let model_defaults = ModelConfig::default();
+        let hidden_units = cli
+            .hidden_units
+            .map_or(model_defaults.hidden_units, |units| units.0);
+        let dropout_rate = cli.dropout.unwrap_or(model_defaults.dropout_rate);
+        if !(dropout_rate.is_finite() && (0.0..1.0).contains(&dropout_rate)) {
+            bail!("--dropout {dropout_rate} is not a rate in [0, 1)");
+        }
         if let Some(split) = cli.validation_split
             && !(split.is_finite() && split > 0.0 && split < 1.0)
         {
@@ -257,6 +302,14 @@ impl Settings {
                 log_every_steps: cli.log_every_steps.unwrap_or(DEFAULT_LOG_EVERY_STEPS),
             })
         };
+        let spec = cli
+            .loaded_config
+            .as_ref()
+            .and_then(|config| config.training_input.hyperparameters.as_ref());
+        let hypertune = training::HypertuneSettings::from_env(
+            spec.is_some(),
+            spec.and_then(|spec| spec.hyperparameter_metric_tag.as_deref()),
+        );
         let job_name = match cli.job_name {
             Some(name) if !name.trim().is_empty() => name,
             Some(_) => bail!("--job-name must not be empty"),
@@ -271,6 +324,8 @@ impl Settings {
             train_file,
             job_dir,
             train,
+            hidden_units,
+            dropout_rate,
             validation_split: cli.validation_split,
             tensorboard,
             checkpoint_dir,
@@ -281,6 +336,7 @@ impl Settings {
             threads: cli.threads.map(usize::from),
             device: applied.device,
             job_config: applied.record,
+            hypertune,
         })
     }
 }

@@ -185,10 +185,81 @@ fn same_seed_and_threads_rerun_bit_identically() {
 
 #[test]
 fn tensorflow_loads_the_export_and_agrees_with_the_reported_metrics() {
-    let python = python();
     let tmp = tempfile::tempdir().unwrap();
     let job_dir = tmp.path().join("job");
     let run = train_ok(&job_dir, &["--seed", "2"]);
+    tensorflow_agrees(&job_dir, &run);
+}
+
+#[test]
+fn other_widths_and_dropout_train_and_export_a_model_tensorflow_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job_dir = tmp.path().join("job");
+    // The `--name=value` form tuning trials use, a single hidden layer.
+    let run = train_ok(
+        &job_dir,
+        &[
+            "--hidden-units=48",
+            "--dropout=0.1",
+            "--seed=4",
+            "--learning-rate=0.05",
+        ],
+    );
+    let model = &run.job["hyperparameters"]["model"];
+    assert_eq!(model["hidden_units"], serde_json::json!([48]));
+    assert_eq!(model["dropout_rate"], 0.1);
+    assert_eq!(model["parameters"], 784 * 48 + 48 + 48 * 10 + 10);
+    assert_eq!(run.job["hyperparameters"]["learning_rate"], 0.05);
+    tensorflow_agrees(&job_dir, &run);
+
+    // Three hidden layers, dropout off.
+    let deep_dir = tmp.path().join("deep");
+    let deep = train_ok(
+        &deep_dir,
+        &["--hidden-units", "64, 32,16", "--dropout", "0"],
+    );
+    assert_eq!(
+        deep.job["hyperparameters"]["model"]["hidden_units"],
+        serde_json::json!([64, 32, 16])
+    );
+    tensorflow_agrees(&deep_dir, &deep);
+}
+
+#[test]
+fn explicit_default_widths_and_dropout_train_the_same_bits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = train_ok(&tmp.path().join("a"), &["--seed", "7", "--threads", "2"]);
+    let b = train_ok(
+        &tmp.path().join("b"),
+        &[
+            "--seed",
+            "7",
+            "--threads",
+            "2",
+            "--hidden-units",
+            "512,256",
+            "--dropout",
+            "0.2",
+        ],
+    );
+    let weights = |dir: &str| {
+        std::fs::read(
+            tmp.path()
+                .join(dir)
+                .join("model/variables/variables.data-00000-of-00001"),
+        )
+        .unwrap()
+    };
+    assert_eq!(weights("a"), weights("b"));
+    assert_eq!(a.test_loss, b.test_loss);
+}
+
+/// Real TensorFlow loads the export in `job_dir`, runs serving_default on the fixture's test
+/// images and computes loss and accuracy its own way; they must match what the trainer printed.
+// A helper of tests: a failed unwrap is a failed test.
+#[allow(clippy::unwrap_used)]
+fn tensorflow_agrees(job_dir: &Path, run: &Run) {
+    let python = python();
     // Real TensorFlow loads the SavedModel, runs serving_default on the fixture's test images
     // and computes loss and accuracy its own way.
     let script = r#"
@@ -283,7 +354,27 @@ fn bad_flags_are_reported_clearly() {
         &["--threads"],
     );
     // Values clap accepts but training cannot use: exit status 1, one error line.
+    for (value, needle) in [
+        ("512,,256", "item 2 is \"\""),
+        ("0", "item 1 is \"0\""),
+        ("wide", "item 1 is \"wide\""),
+    ] {
+        let out = fails_with(
+            &[
+                "--train-file",
+                data,
+                "--job-dir",
+                job,
+                "--hidden-units",
+                value,
+            ],
+            &["--hidden-units", needle],
+        );
+        assert_eq!(out.status.code(), Some(2), "--hidden-units {value}");
+    }
     for (flag, value, needle) in [
+        ("--dropout", "1", "--dropout"),
+        ("--dropout", "-0.1", "--dropout"),
         ("--epochs", "0", "epochs"),
         ("--batch-size", "0", "batch_size"),
         ("--learning-rate", "NaN", "learning_rate"),
@@ -381,4 +472,77 @@ fn unwritable_job_dir_fails_before_the_data_is_loaded() {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("no-such-data"), "{stderr}");
     assert!(!stderr.contains("Loaded"), "{stderr}");
+}
+
+/// The metric file of a tuning trial, as `cloudml-hypertune` writes it: one JSON object per
+/// report with sorted keys and string values, a report per epoch (validation metric) and the
+/// test metric last.
+#[test]
+fn a_tuning_trial_reports_its_metric_like_cloudml_hypertune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let metric_file = tmp.path().join("hypertune/3/output.metrics");
+    let run_trial = |job: &str, tag: &str| {
+        let out = common::train_small_command(
+            &tmp.path().join(job),
+            &[
+                "--epochs=2",
+                "--validation-split=0.2",
+                "--batch-size=50",
+                "--no-tensorboard",
+            ],
+        )
+        .env("CLOUD_ML_HP_METRIC_FILE", &metric_file)
+        .env("CLOUD_ML_TRIAL_ID", "3")
+        .env("CLOUD_ML_HP_METRIC_TAG", tag)
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let lines: Vec<String> = std::fs::read_to_string(&metric_file)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        (
+            text(&out.stdout),
+            common::job_json(&tmp.path().join(job)),
+            lines,
+        )
+    };
+
+    let (stdout, job, lines) = run_trial("accuracy", "accuracy");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let reports: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 800 training examples at batch 50: 16 steps per epoch.
+    let steps: Vec<&str> = reports
+        .iter()
+        .map(|r| r["global_step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["16", "32", "32"]);
+    for (report, epoch) in reports[..2]
+        .iter()
+        .zip(&job["metrics"]["epochs"].as_array().unwrap()[..])
+    {
+        let value: f64 = report["accuracy"].as_str().unwrap().parse().unwrap();
+        assert_eq!(value, epoch["val_accuracy"].as_f64().unwrap());
+    }
+    let test_accuracy = value_after(stdout.lines().last().unwrap(), "Test Accuracy: ");
+    assert_eq!(reports[2]["accuracy"], test_accuracy.to_string());
+    assert!(reports.iter().all(|r| r["trial"] == "3"));
+    assert!(reports[0]["timestamp"].as_f64().unwrap() > 1.7e9);
+    assert!(
+        lines[0].starts_with("{\"accuracy\": \"")
+            && lines[0].contains("\", \"global_step\": \"16\", \"timestamp\": "),
+        "{}",
+        lines[0]
+    );
+
+    // A loss tag reports the loss; the file is rewritten for the new run.
+    let (stdout, _, lines) = run_trial("loss", "val_loss");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let last: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    let test_loss = value_after(stdout.lines().rev().nth(1).unwrap(), "Test Loss: ");
+    assert_eq!(last["val_loss"], test_loss.to_string());
 }

@@ -31,6 +31,14 @@ struct Level {
     from_signature: bool,
 }
 
+/// A column's state before an instance, to undo it if the instance turns out bad.
+#[derive(Debug)]
+pub(crate) struct ColumnMark {
+    elements: usize,
+    instances: usize,
+    learned: Option<(Option<usize>, Vec<Level>)>,
+}
+
 /// One signature input being filled, instance after instance.
 #[derive(Debug)]
 pub(crate) struct Column {
@@ -103,6 +111,61 @@ impl Column {
 
     pub(crate) fn instances(&self) -> usize {
         self.instances
+    }
+
+    /// `Some(width)` when every instance of this column is a flat list of `width` float32s fixed
+    /// by the signature (`[-1, width]`): the shape [`Column::push_f32_row`] takes.
+    pub(crate) fn flat_f32_width(&self) -> Option<usize> {
+        match (&self.data, self.levels.as_slice()) {
+            (
+                TensorData::F32(_),
+                [
+                    Level {
+                        len: Some(width),
+                        from_signature: true,
+                    },
+                ],
+            ) => Some(*width),
+            _ => None,
+        }
+    }
+
+    /// Appends one instance that is already a row of [`Column::flat_f32_width`] values.
+    pub(crate) fn push_f32_row(&mut self, row: &[f32]) {
+        if let TensorData::F32(values) = &mut self.data {
+            values.extend_from_slice(row);
+            self.finish_instance();
+        }
+    }
+
+    /// What [`Column::rollback`] needs to undo a partly read instance.
+    pub(crate) fn mark(&self) -> ColumnMark {
+        ColumnMark {
+            elements: self.data.len(),
+            instances: self.instances,
+            // Only the first instance learns dims; later ones never change them.
+            learned: (self.instances == 0).then(|| (self.rank, self.levels.clone())),
+        }
+    }
+
+    /// Forgets everything read since `mark` (elements, and dims learned by a first instance).
+    pub(crate) fn rollback(&mut self, mark: &ColumnMark) {
+        match &mut self.data {
+            TensorData::F32(v) => v.truncate(mark.elements),
+            TensorData::F64(v) => v.truncate(mark.elements),
+            TensorData::I32(v) => v.truncate(mark.elements),
+            TensorData::I64(v) => v.truncate(mark.elements),
+            TensorData::U8(v) => v.truncate(mark.elements),
+            TensorData::I16(v) => v.truncate(mark.elements),
+            TensorData::I8(v) => v.truncate(mark.elements),
+            TensorData::Bool(v) => v.truncate(mark.elements),
+            TensorData::Str(v) => v.truncate(mark.elements),
+        }
+        self.instances = mark.instances;
+        if let Some((rank, levels)) = &mark.learned {
+            self.rank = *rank;
+            self.levels.clone_from(levels);
+        }
     }
 
     fn finish_instance(&mut self) {

@@ -211,38 +211,13 @@ impl<R: BufRead> InstanceBatches<R> {
     }
 
     fn parse_line(&mut self, at: InstanceAt) -> Result<(), PredictJsonError> {
-        let line = trim_line(&self.line);
-        if line.len() > MAX_LINE_BYTES {
-            return Err(PredictJsonError::LineTooLong {
-                at,
-                max: MAX_LINE_BYTES,
-            });
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Err(PredictJsonError::EmptyLine { at });
-        }
-        let mut problem: Problem = None;
-        let seed = InstanceSeed {
-            columns: &mut self.columns,
-            signature: &self.signature,
-            problem: &mut problem,
-        };
-        if self.format == InstanceFormat::TextLines {
-            let Ok(text) = std::str::from_utf8(line) else {
-                return Err(PredictJsonError::InvalidUtf8 { at });
-            };
-            return seed
-                .visit_str::<de::value::Error>(text)
-                .map_err(|e| instance_error(at, problem, &e.to_string()));
-        }
-        let mut de = json::Deserializer::new(line, Rules::Gcloud);
-        match seed.deserialize(&mut de).and_then(|()| de.end()) {
-            Ok(()) => Ok(()),
-            Err(e) => match problem {
-                Some(message) => Err(PredictJsonError::InvalidInstance { at, message }),
-                None => Err(json_syntax_error(at, &e)),
-            },
-        }
+        parse_record(
+            &mut self.columns,
+            &self.signature,
+            self.format,
+            trim_line(&self.line),
+            at,
+        )
     }
 
     fn next_from_request(&mut self) -> Option<Result<InstanceBatch, PredictJsonError>> {
@@ -278,6 +253,145 @@ impl<R: BufRead> InstanceBatches<R> {
         };
         *offset = end;
         Some(Ok(chunk))
+    }
+}
+
+/// One instance from one record (a line without its end, or a TFRecord's data) into `columns`:
+/// the shared rules of every line-based input.
+fn parse_record(
+    columns: &mut [Column],
+    signature: &str,
+    format: InstanceFormat,
+    line: &[u8],
+    at: InstanceAt,
+) -> Result<(), PredictJsonError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(PredictJsonError::LineTooLong {
+            at,
+            max: MAX_LINE_BYTES,
+        });
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(PredictJsonError::EmptyLine { at });
+    }
+    let mut problem: Problem = None;
+    let seed = InstanceSeed {
+        columns,
+        signature,
+        problem: &mut problem,
+    };
+    if format == InstanceFormat::TextLines {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Err(PredictJsonError::InvalidUtf8 { at });
+        };
+        return seed
+            .visit_str::<de::value::Error>(text)
+            .map_err(|e| instance_error(at, problem, &e.to_string()));
+    }
+    let mut de = json::Deserializer::new(line, Rules::Gcloud);
+    match seed.deserialize(&mut de).and_then(|()| de.end()) {
+        Ok(()) => Ok(()),
+        Err(e) => match problem {
+            Some(message) => Err(PredictJsonError::InvalidInstance { at, message }),
+            None => Err(json_syntax_error(at, &e)),
+        },
+    }
+}
+
+/// Instances added one record at a time, where a bad record is rejected alone and the batch
+/// carries on (batch prediction: one malformed line must not cost its neighbours). Same rules
+/// and messages as [`read_instances`] for `JsonLines` / `TextLines`.
+#[derive(Debug)]
+pub struct RecordBatcher {
+    columns: Vec<Column>,
+    signature: String,
+    format: InstanceFormat,
+    /// Width of the single flat float32 input, when there is one (the fast path).
+    flat_width: Option<usize>,
+    row: Vec<f32>,
+}
+
+/// Integers past 2^53 would be rounded twice on the fast path (to a double, then to a float);
+/// the general path rounds them once.
+const FAST_PATH_LIMIT: f32 = 9.0e15;
+
+impl RecordBatcher {
+    /// `format` is `JsonLines` (each record one JSON instance) or `TextLines` (each record one
+    /// string instance); `JsonRequest` is not record-based and is refused.
+    pub fn new(
+        signature: &SignatureInfo,
+        format: InstanceFormat,
+    ) -> Result<RecordBatcher, PredictJsonError> {
+        if format == InstanceFormat::JsonRequest {
+            return Err(PredictJsonError::InvalidRequest(
+                "a request body is not a sequence of records".to_string(),
+            ));
+        }
+        let columns = columns_for(signature).map_err(PredictJsonError::UnsupportedSignature)?;
+        let flat_width = match columns.as_slice() {
+            [only] if format == InstanceFormat::JsonLines => only.flat_f32_width(),
+            _ => None,
+        };
+        Ok(RecordBatcher {
+            columns,
+            signature: signature.name.clone(),
+            format,
+            flat_width,
+            row: Vec::new(),
+        })
+    }
+
+    /// Adds the instance in `record` (a UTF-8 BOM and a trailing `\r\n` are ignored). On error
+    /// the batch is as it was before the call.
+    pub fn push(&mut self, record: &[u8], at: InstanceAt) -> Result<(), PredictJsonError> {
+        // The common case, a bare row of numbers for a `[-1, width]` float input, read straight
+        // into floats (the same values the general path gives); anything else, and any row
+        // that does not fit, goes the general way, which also words the errors.
+        if let Some(width) = self.flat_width {
+            let line = trim_line(record);
+            let mut cursor = json::Cursor::new(line, Rules::Gcloud);
+            self.row.clear();
+            if cursor.f32_array(&mut self.row) == Some(width)
+                && line[cursor.offset()..].iter().all(u8::is_ascii_whitespace)
+                && self
+                    .row
+                    .iter()
+                    .all(|v| v.is_finite() && v.abs() < FAST_PATH_LIMIT)
+                && let [column] = self.columns.as_mut_slice()
+            {
+                column.push_f32_row(&self.row);
+                return Ok(());
+            }
+        }
+        let marks: Vec<_> = self.columns.iter().map(Column::mark).collect();
+        let result = parse_record(
+            &mut self.columns,
+            &self.signature,
+            self.format,
+            trim_line(record),
+            at,
+        );
+        if result.is_err() {
+            for (column, mark) in self.columns.iter_mut().zip(&marks) {
+                column.rollback(mark);
+            }
+        }
+        result
+    }
+
+    /// Instances added since the last [`RecordBatcher::take_batch`].
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Column::instances)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The instances added so far as one batch (its `first_instance` is the caller's count);
+    /// the batcher starts empty again, keeping the dims learned from the first instance.
+    pub fn take_batch(&mut self, first_instance: usize) -> Result<InstanceBatch, PredictJsonError> {
+        finish_batch(&mut self.columns, first_instance)
     }
 }
 

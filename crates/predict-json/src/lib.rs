@@ -66,8 +66,8 @@ pub use gcloud::{
     format_online_response, gcloud_predictions, gcloud_response,
 };
 pub use instances::{
-    InstanceBatch, InstanceBatches, InstanceFormat, MAX_LINE_BYTES, instances_from_json_array,
-    instances_from_json_values, parse_instances, read_instances,
+    InstanceBatch, InstanceBatches, InstanceFormat, MAX_LINE_BYTES, RecordBatcher,
+    instances_from_json_array, instances_from_json_values, parse_instances, read_instances,
 };
 pub use py_value::PyValue;
 pub use tf_serving::{tf_serving_error_json, tf_serving_outputs_json, tf_serving_predictions_json};

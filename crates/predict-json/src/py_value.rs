@@ -6,6 +6,8 @@
 //! are unbounded, and dicts remember insertion order (`str(dict)` shows it; `json.dumps(...,
 //! sort_keys=True)` does not).
 
+use std::fmt::Write as _;
+
 use crate::float_format::{NonFinite, python_repr};
 use crate::json::{write_delimited, write_escaped};
 
@@ -36,6 +38,48 @@ impl PyValue {
     pub fn to_python_json_pretty(&self) -> String {
         let mut out = String::new();
         write_json(self, 0, &mut out);
+        out
+    }
+
+    /// `json.dumps(self)` with Python's defaults: `", "` and `": "` separators, keys in insertion
+    /// order, non-ASCII escaped as `\uXXXX` (`ensure_ascii=True`). Batch prediction writes one
+    /// such line per prediction.
+    pub fn to_python_json_line(&self) -> String {
+        let mut out = String::new();
+        self.write_python_json_line(&mut out);
+        out
+    }
+
+    /// [`PyValue::to_python_json_line`], appended to `out`.
+    pub fn write_python_json_line(&self, out: &mut String) {
+        match self {
+            PyValue::None => out.push_str("null"),
+            PyValue::Bool(true) => out.push_str("true"),
+            PyValue::Bool(false) => out.push_str("false"),
+            PyValue::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            PyValue::Float(f) => out.push_str(&python_repr(*f, NonFinite::Json)),
+            PyValue::Str(s) => write_ascii_json_string(s, out),
+            PyValue::List(items) => {
+                write_delimited(out, ('[', ", ", ']'), items, |out, item| {
+                    item.write_python_json_line(out)
+                });
+            }
+            PyValue::Dict(pairs) => {
+                write_delimited(out, ('{', ", ", '}'), pairs, |out, (key, item)| {
+                    write_ascii_json_string(key, out);
+                    out.push_str(": ");
+                    item.write_python_json_line(out);
+                });
+            }
+        }
+    }
+
+    /// Python's `repr(self)` (for a string: quoted, as in a printed tuple).
+    pub fn to_python_repr(&self) -> String {
+        let mut out = String::new();
+        write_repr(self, &mut out);
         out
     }
 
@@ -145,6 +189,34 @@ fn write_json_string(s: &str, out: &mut String) {
     write_escaped(out, s, false);
 }
 
+/// Python's `json` string encoder with `ensure_ascii=True` (its default): like
+/// [`write_json_string`], and every character past U+007F as `\uXXXX` (UTF-16 surrogate pairs
+/// above U+FFFF).
+fn write_ascii_json_string(s: &str, out: &mut String) {
+    if s.is_ascii() {
+        write_escaped(out, s, false);
+        return;
+    }
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            c if c.is_ascii() => {
+                let mut buf = [0u8; 4];
+                let mut one = String::new();
+                write_escaped(&mut one, c.encode_utf8(&mut buf), false);
+                out.push_str(&one[1..one.len() - 1]);
+            }
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
 /// Python's `repr` of a value (what `str(list)` uses for the list's elements).
 fn write_repr(value: &PyValue, out: &mut String) {
     match value {
@@ -232,6 +304,25 @@ mod tests {
                         \"name\": \"a\\\"b\\\\c\\u0001é\",\n      \"probabilities\": [\n        0.5,\n        \
                         1e-05\n      ]\n    }\n  ]\n}";
         assert_eq!(v.to_python_json_pretty(), expected);
+    }
+
+    /// Expected text is CPython's `json.dumps(v)`.
+    #[test]
+    fn json_line_matches_python_defaults() {
+        let v = dict(&[
+            (
+                "probabilities",
+                PyValue::List(vec![PyValue::Float(0.5), PyValue::Float(1e-5)]),
+            ),
+            ("classes", PyValue::Int(7)),
+            ("name", PyValue::Str("é\u{1F600}\"\n".into())),
+            ("none", PyValue::None),
+        ]);
+        assert_eq!(
+            v.to_python_json_line(),
+            "{\"probabilities\": [0.5, 1e-05], \"classes\": 7, \"name\": \"\\u00e9\\ud83d\\ude00\\\"\\n\", \"none\": null}"
+        );
+        assert_eq!(PyValue::Str("it's".into()).to_python_repr(), "\"it's\"");
     }
 
     /// Expected text is CPython's `str(v)`.

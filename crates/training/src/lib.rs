@@ -20,6 +20,8 @@
 //!   Read its module documentation before implementing one.
 //! * [`tensorboard`]: [`TensorBoardObserver`], Keras's TensorBoard callback (event files via
 //!   the `tfevents` crate).
+//! * [`hypertune`]: [`HypertuneObserver`], the metric file `cloudml-hypertune` writes for
+//!   hyperparameter-tuning trials.
 //! * [`checkpoint`]: TensorFlow tensor-bundle checkpoints with the `checkpoint` state file, the
 //!   manager that keeps the last K, and the observer that writes them (every N steps, at epoch
 //!   ends, on a stop request).
@@ -36,12 +38,14 @@ pub mod checkpoint;
 mod error;
 pub mod export;
 mod fit;
+pub mod hypertune;
 pub mod observer;
 pub mod report;
 pub mod tensorboard;
 
 pub use error::{ObserverError, TrainingError};
 pub use fit::{EpochRecord, FitPlan, FitResult, Position, evaluate, fit, split_validation};
+pub use hypertune::{HypertuneObserver, HypertuneSettings};
 pub use observer::{
     Control, ControlResult, EpochBegin, EpochEnd, EvalPass, FitContext, FitObserver, HookResult,
     TrainBatchEnd, TrainBegin,

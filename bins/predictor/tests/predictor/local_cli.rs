@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::serve_support::{fixture, sample_json, write_json_request};
 
-fn predictor(args: &[&str]) -> Output {
+pub(crate) fn predictor(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_predictor"))
         .args(args)
         .stdin(Stdio::null())

@@ -4,6 +4,7 @@
 
 mod serve_support;
 
+mod batch_predict;
 mod device_flag;
 mod gcloud_parity;
 mod jobs_gcloud;

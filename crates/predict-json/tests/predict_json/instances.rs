@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use predict_json::{
-    InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, instances_from_json_array,
-    instances_from_json_values, parse_instances, read_instances,
+    InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, RecordBatcher,
+    instances_from_json_array, instances_from_json_values, parse_instances, read_instances,
 };
 use savedmodel_format::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
 
@@ -545,5 +545,73 @@ fn a_huge_wrong_line_does_not_grow_the_buffer_past_the_signature() {
     assert_eq!(
         error_text(parse_lines(&line, &sig)),
         "line 1: input \"image\" expects 784 numbers, found 10000000"
+    );
+}
+
+/// Batch prediction's per-record reader: a bad record is refused alone (the batch is as before
+/// it, even when it was the first and would have fixed unknown dims), good ones give exactly the
+/// tensors `read_instances` gives, on the fast path for flat float rows and off it.
+#[test]
+fn record_batcher_rejects_bad_records_alone_and_matches_the_file_reader() {
+    let cases: [(SignatureInfo, &[&str], &[&str]); 3] = [
+        (
+            signature(&[("x", DataType::Float, Some(vec![-1, 3]))]),
+            &[
+                "[1, 2.5, -3e-2]",
+                " [0.1,0.2 ,0.3] ",
+                "{\"x\": [7, 8, 9]}",
+                "[16777217, 1e-45, 0]",
+            ],
+            &["[1, 2]", "[1, 2, NaN]", "[1, 2, 3] x", "[1, 2, 1e39]", ""],
+        ),
+        (
+            signature(&[("x", DataType::Float, Some(vec![-1, -1]))]),
+            &["[1, 2]", "[3, 4]"],
+            &["[[1]]", "[1, \"a\"]"],
+        ),
+        (
+            signature(&[
+                ("a", DataType::Int64, Some(vec![-1])),
+                ("b", DataType::String, Some(vec![-1])),
+            ]),
+            &["{\"a\": 1, \"b\": \"x\"}", "{\"b\": \"y\", \"a\": -2}"],
+            &["{\"a\": 1.5, \"b\": \"x\"}", "{\"a\": 1}"],
+        ),
+    ];
+    for (sig, good, bad) in cases {
+        let mut batcher = RecordBatcher::new(&sig, InstanceFormat::JsonLines).unwrap();
+        // A bad record first: it must not fix the unknown dims of the second case.
+        for (i, record) in bad.iter().enumerate() {
+            let error = batcher
+                .push(record.as_bytes(), InstanceAt::Line(i + 1))
+                .unwrap_err();
+            assert!(
+                error.to_string().starts_with(&format!("line {}", i + 1)),
+                "{error}"
+            );
+            assert!(batcher.is_empty(), "{record} left something behind");
+        }
+        for (i, record) in good.iter().enumerate() {
+            batcher
+                .push(record.as_bytes(), InstanceAt::Line(i + 1))
+                .unwrap();
+            for bad_record in bad {
+                assert!(
+                    batcher
+                        .push(bad_record.as_bytes(), InstanceAt::Line(99))
+                        .is_err()
+                );
+            }
+        }
+        assert_eq!(batcher.len(), good.len());
+        let batch = batcher.take_batch(0).unwrap();
+        let expected = parse_lines(&good.join("\n"), &sig).unwrap();
+        assert_eq!(batch.inputs, expected.inputs, "{good:?}");
+        assert!(batcher.is_empty());
+    }
+    let error = RecordBatcher::new(&image_signature(), InstanceFormat::JsonRequest).unwrap_err();
+    assert!(
+        error.to_string().contains("not a sequence of records"),
+        "{error}"
     );
 }
