@@ -274,10 +274,10 @@ mod tests {
             line,
             "{\"accuracy\": \"0.987\", \"global_step\": \"1000\", \"timestamp\": 1525851440.123456, \"trial\": \"1\"}\n"
         );
-        // The default tag sorts after the other keys.
+        // The default tag sorts between `timestamp` and `trial`, as json.dumps(sort_keys=True) puts it.
         let line = report_line(DEFAULT_METRIC_TAG, 0.5, 0, 1.5, "0");
         assert!(
-            line.ends_with("\"training/hptuning/metric\": \"0.5\"}\n"),
+            line.ends_with("\"training/hptuning/metric\": \"0.5\", \"trial\": \"0\"}\n"),
             "{line}"
         );
     }
