@@ -175,4 +175,22 @@ pub(crate) mod test_support {
         }
         bodies
     }
+
+    /// Each float input's name, shape and value bits, so that two readers' tensors compare bit
+    /// for bit (NaN payloads and the sign of zero included).
+    pub fn float_bits(
+        inputs: &std::collections::BTreeMap<String, savedmodel_format::HostTensor>,
+    ) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+        inputs
+            .iter()
+            .map(|(name, t)| match t.data() {
+                savedmodel_format::TensorData::F32(v) => (
+                    name.clone(),
+                    t.shape().to_vec(),
+                    v.iter().map(|x| x.to_bits()).collect(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
 }

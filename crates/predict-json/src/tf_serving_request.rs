@@ -588,24 +588,9 @@ mod tests {
             assert_eq!(quick.signature_name, general.signature_name);
             assert_eq!(quick.format, general.format);
             assert_eq!(quick.batch_size, general.batch_size);
-            // Bit for bit (NaN payloads and the sign of zero included).
-            let bits =
-                |inputs: &BTreeMap<String, HostTensor>| -> Vec<(String, Vec<usize>, Vec<u32>)> {
-                    inputs
-                        .iter()
-                        .map(|(name, t)| match t.data() {
-                            TensorData::F32(v) => (
-                                name.clone(),
-                                t.shape().to_vec(),
-                                v.iter().map(|x| x.to_bits()).collect(),
-                            ),
-                            other => panic!("{other:?}"),
-                        })
-                        .collect()
-                };
             assert_eq!(
-                bits(&quick.inputs),
-                bits(&general.inputs),
+                crate::test_support::float_bits(&quick.inputs),
+                crate::test_support::float_bits(&general.inputs),
                 "{}",
                 String::from_utf8_lossy(body)
             );

@@ -588,23 +588,9 @@ mod tests {
             });
             assert_eq!(quick.id, general.id, "{}", String::from_utf8_lossy(body));
             assert_eq!(quick.outputs, general.outputs);
-            let bits =
-                |inputs: &BTreeMap<String, HostTensor>| -> Vec<(String, Vec<usize>, Vec<u32>)> {
-                    inputs
-                        .iter()
-                        .map(|(name, t)| match t.data() {
-                            TensorData::F32(v) => (
-                                name.clone(),
-                                t.shape().to_vec(),
-                                v.iter().map(|x| x.to_bits()).collect(),
-                            ),
-                            other => panic!("{other:?}"),
-                        })
-                        .collect()
-                };
             assert_eq!(
-                bits(&quick.inputs),
-                bits(&general.inputs),
+                crate::test_support::float_bits(&quick.inputs),
+                crate::test_support::float_bits(&general.inputs),
                 "{}",
                 String::from_utf8_lossy(body)
             );
