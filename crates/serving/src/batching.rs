@@ -183,12 +183,26 @@ impl Worker {
 
     /// Gathers one batch. `None` once the queue is closed and drained.
     fn collect(&self, carried: Option<Job>) -> Option<(Vec<Job>, Option<Job>)> {
-        let Ok(receiver) = self.receiver.lock() else {
-            return None;
+        let receiver = match carried {
+            // A carried job runs now, alone if need be. Waiting for the lock would wait for the
+            // next request: another worker holds it while blocked in `recv`, so at the end of a
+            // burst the carried job would hang until new traffic (or the request timeout).
+            Some(job) => match self.receiver.try_lock() {
+                Ok(receiver) => Some((receiver, job)),
+                Err(std::sync::TryLockError::WouldBlock) => return Some((vec![job], None)),
+                Err(std::sync::TryLockError::Poisoned(_)) => None,
+            },
+            None => None,
         };
-        let first = match carried {
-            Some(job) => job,
-            None => receiver.recv().ok()?,
+        let (receiver, first) = match receiver {
+            Some(locked) => locked,
+            None => {
+                let Ok(receiver) = self.receiver.lock() else {
+                    return None;
+                };
+                let first = receiver.recv().ok()?;
+                (receiver, first)
+            }
         };
         let mut rows = first.rows;
         // Requests tend to be alike: once another one as large as the first cannot fit, waiting
@@ -390,6 +404,53 @@ mod tests {
         assert!(
             started.elapsed() >= Duration::from_secs(2),
             "the batch did not wait for the request being read: {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A request that did not fit into the batch before it is answered at once, even when no
+    /// request follows it (another worker is blocked waiting for one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_carried_to_the_next_batch_does_not_wait_for_new_traffic() {
+        let mut model = Affine::new();
+        // Long enough that the second worker is waiting in the queue while the first runs.
+        model.delay = Duration::from_millis(100);
+        let config = BatchingConfig {
+            threads: 2,
+            max_batch_size: 4,
+            batch_timeout: Duration::from_secs(5),
+            ..BatchingConfig::default()
+        };
+        let batcher = Arc::new(
+            Batcher::start(Arc::new(model), &config, Arc::new(Metrics::default()), "t").unwrap(),
+        );
+        // The one-row request is queued while the four-row one is announced, so the worker
+        // waits for it, finds it too large for the batch and carries it.
+        let announced = batcher.arrival();
+        let first = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move {
+                let arrival = batcher.arrival();
+                batcher.predict(input(&[1.0, 2.0]), 1, arrival).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = batcher.predict(
+            input(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+            4,
+            announced,
+        );
+        let started = Instant::now();
+        let answers = tokio::time::timeout(Duration::from_secs(10), async {
+            (second.await, first.await.unwrap())
+        })
+        .await
+        .expect("a request carried to the next batch hung with no new traffic");
+        assert_eq!(answers.0.unwrap().rows, 0..4);
+        assert_eq!(answers.1.unwrap().rows, 0..1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
             started.elapsed()
         );
     }
