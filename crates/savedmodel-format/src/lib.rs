@@ -44,7 +44,7 @@
 //! # Robustness
 //! All parsers treat input as untrusted: bounds and checksums are verified, sizes are checked
 //! before allocating, protobuf decoding is depth-limited by prost's recursion limit (100), and
-//! none of them panics on malformed input (see `tests/fuzz.rs`).
+//! none of them panics on malformed input (see `tests/savedmodel_format/fuzz.rs`).
 
 pub mod bundle;
 pub mod convert;

@@ -5,14 +5,18 @@
 mod serve_support;
 
 mod batch_predict;
+mod cnn_models;
 mod device_flag;
 mod gcloud_parity;
 mod jobs_gcloud;
 mod jobs_http;
+mod load_limits;
 mod local_cli;
 mod serve_bad_requests;
 mod serve_e2e;
 mod serve_grpc;
+mod serve_hardening;
 mod serve_model_base_path;
+mod serve_slow_bodies;
 mod serve_v2;
 mod serve_vertex;

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::process::Output;
 
-mod common;
-use common::{job_json, small_mnist, text, train_small, train_small_command, trainer, workspace};
+use crate::common::{
+    job_json, small_mnist, text, train_small, train_small_command, trainer, workspace,
+};
 
 fn example(name: &str) -> String {
     workspace().join("config").join(name).display().to_string()

@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-use common::{job_json, python, result_lines, small_mnist, text, train_small, trainer, workspace};
+use crate::common::{
+    job_json, python, result_lines, small_mnist, text, train_small, trainer, workspace,
+};
 
 /// The value after `prefix` on the line that starts with it.
 fn value_after(line: &str, prefix: &str) -> f64 {
@@ -482,7 +483,7 @@ fn a_tuning_trial_reports_its_metric_like_cloudml_hypertune() {
     let tmp = tempfile::tempdir().unwrap();
     let metric_file = tmp.path().join("hypertune/3/output.metrics");
     let run_trial = |job: &str, tag: &str| {
-        let out = common::train_small_command(
+        let out = crate::common::train_small_command(
             &tmp.path().join(job),
             &[
                 "--epochs=2",
@@ -504,7 +505,7 @@ fn a_tuning_trial_reports_its_metric_like_cloudml_hypertune() {
             .collect();
         (
             text(&out.stdout),
-            common::job_json(&tmp.path().join(job)),
+            crate::common::job_json(&tmp.path().join(job)),
             lines,
         )
     };

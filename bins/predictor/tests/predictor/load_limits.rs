@@ -5,19 +5,16 @@
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "predictor/serve_support.rs"]
-mod serve_support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::serve_support::*;
 use prost::Message;
 use savedmodel_format::proto::{
     AttrValue, GraphDef, MetaGraphDef, MetaInfoDef, NodeDef, SavedModel, SignatureDef, TensorInfo,
     TensorProto, TensorShapeProto, tensor_info,
 };
 use savedmodel_runtime::DataType;
-use serve_support::*;
 
 const ONE_GB: u64 = 1 << 30;
 

@@ -1,9 +1,8 @@
 //! Shared by the trainer's integration tests: where the workspace, the small MNIST fixture and
 //! the test Python are, and how the real `trainer` binary is run on them.
 
-// Each test file is its own crate and uses only some of these helpers. Helpers outside #[test]
-// functions unwrap too: a failed setup should fail the test loudly.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,12 +4,9 @@
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "predictor/serve_support.rs"]
-mod serve_support;
-
+use crate::serve_support::*;
 use reqwest::Method;
 use serde_json::json;
-use serve_support::*;
 
 const MODELS: &str = "/v1/projects/default/models";
 

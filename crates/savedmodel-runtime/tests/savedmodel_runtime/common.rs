@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: fixture paths, `expected.json`, comparisons.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,12 +4,10 @@
 // Test helpers outside #[test] fns may unwrap too (clippy.toml allows it inside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{Scale, compare, compare_scaled, expected, fixture_dir, location};
 use candle_core::Device;
-use common::{Scale, compare, compare_scaled, expected, fixture_dir, location};
 use savedmodel_runtime::{DataType, LoadedModel, TensorData};
 
 /// Issue 3's bar: within 1e-5 relative of TensorFlow.
@@ -250,9 +248,9 @@ fn from_files_equals_load() {
     let name = "tf2-module";
     let exp = expected(name);
     let model = LoadedModel::from_files(
-        &common::read(name, "saved_model.pb"),
-        Some(&common::read(name, "variables/variables.index")),
-        Some(&common::read(
+        &crate::common::read(name, "saved_model.pb"),
+        Some(&crate::common::read(name, "variables/variables.index")),
+        Some(&crate::common::read(
             name,
             "variables/variables.data-00000-of-00001",
         )),

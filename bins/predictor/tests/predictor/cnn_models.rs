@@ -8,13 +8,10 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "predictor/serve_support.rs"]
-mod serve_support;
-
 use std::process::{Command, Stdio};
 
+use crate::serve_support::{Server, expected, fixture, json as parse};
 use serde_json::{Value, json};
-use serve_support::{Server, expected, fixture, json as parse};
 
 const CNN_FIXTURES: [&str; 3] = ["keras-cnn", "tf-module-cnn", "mobilenet-cnn"];
 

@@ -4,12 +4,10 @@
 // Test helpers outside #[test] fns may unwrap too (clippy.toml allows it inside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{Rng, expected, fixture_dir, location, read};
 use candle_core::Device;
-use common::{Rng, expected, fixture_dir, location, read};
 use prost::Message;
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX, write_bundle};
 use savedmodel_format::proto::{AttrValue, NodeDef, SavedModel, TensorShapeProto, tensor_info};

@@ -12,8 +12,7 @@ use std::process::Command;
 use gcs_emulator::GcsEmulator;
 use storage::Location;
 
-mod common;
-use common::{job_json, python, small_mnist, text, train_small, trainer_command, workspace};
+use crate::common::{job_json, python, small_mnist, text, train_small, trainer_command, workspace};
 
 /// `run -> tag -> [(step, f32 bits)]` as TensorBoard's Python loader reads `logdir`.
 type Loaded = BTreeMap<String, BTreeMap<String, Vec<(i64, u32)>>>;
@@ -170,11 +169,13 @@ fn log_directory_flags_and_environment() {
 
     // AIP_TENSORBOARD_LOG_DIR (Vertex AI) moves the logs out of the job dir; epoch scalars only.
     let aip_logs = temp.path().join("aip-logs");
-    let out =
-        common::train_small_command(&temp.path().join("aip-job"), &["--log-every-steps", "0"])
-            .env("AIP_TENSORBOARD_LOG_DIR", &aip_logs)
-            .output()
-            .unwrap();
+    let out = crate::common::train_small_command(
+        &temp.path().join("aip-job"),
+        &["--log-every-steps", "0"],
+    )
+    .env("AIP_TENSORBOARD_LOG_DIR", &aip_logs)
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!temp.path().join("aip-job/logs").exists());
     let loaded = tensorboard_scalars(&aip_logs);
@@ -190,7 +191,7 @@ fn log_directory_flags_and_environment() {
 
     // --tensorboard-dir wins over the environment.
     let flag_logs = temp.path().join("flag-logs");
-    let out = common::train_small_command(
+    let out = crate::common::train_small_command(
         &temp.path().join("flag-job"),
         &["--tensorboard-dir", flag_logs.to_str().unwrap()],
     )
@@ -287,7 +288,7 @@ fn a_preempted_and_resumed_run_continues_its_curves() {
     let job_dir = temp.path().join("job");
     let flags = ["--epochs", "2", "--log-every-steps", "4", "--threads", "2"];
     // SIGTERM after step 45 of 64 (32 per epoch): a checkpoint, exit 75, logs flushed.
-    let out = common::train_small_command(&job_dir, &flags)
+    let out = crate::common::train_small_command(&job_dir, &flags)
         .env("TRAINER_FAULT_SIGTERM_AFTER_STEP", "45")
         .output()
         .unwrap();

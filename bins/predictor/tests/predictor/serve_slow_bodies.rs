@@ -7,14 +7,11 @@
 // Helpers outside #[test] functions panic on failed setup too, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "predictor/serve_support.rs"]
-mod serve_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serve_support::*;
+use crate::serve_support::*;
 use tokio::io::AsyncWriteExt;
 
 const ATTACKERS: usize = 1_100;

@@ -16,8 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-use common::{python, small_mnist, text, train_small_command};
+use crate::common::{python, small_mnist, text, train_small_command};
 
 /// 900 training examples after the split, 29 steps per epoch, 58 in all.
 const FLAGS: &[&str] = &[
@@ -66,7 +65,7 @@ fn succeeded(out: &Output) -> String {
 fn outcome(job_dir: &Path) -> (Vec<u8>, serde_json::Value, String) {
     let data =
         std::fs::read(job_dir.join("model/variables/variables.data-00000-of-00001")).unwrap();
-    let job = common::job_json(job_dir);
+    let job = crate::common::job_json(job_dir);
     let test_lines = job["metrics"]["test_loss"].to_string();
     (data, job["metrics"]["epochs"].clone(), test_lines)
 }
@@ -145,7 +144,7 @@ fn sigkill_at_random_steps_then_resume_ends_bit_identical() {
     );
     assert_eq!(resumed.1, expected.1, "epoch records (steps {steps:?})");
     assert_eq!(resumed.2, expected.2, "test loss (steps {steps:?})");
-    let job_json = common::job_json(&job);
+    let job_json = crate::common::job_json(&job);
     assert!(job_json["resumed_from"]["global_step"].as_u64().is_some());
 }
 
@@ -396,7 +395,7 @@ fn a_kill_during_re_export_keeps_the_previous_model_and_a_consistent_job_json() 
     let job = tmp.path().join("job");
     succeeded(&run(&job, &["--epochs", "1"], &[]));
     let first_model = outcome(&job).0;
-    let first_job = common::job_json(&job);
+    let first_job = crate::common::job_json(&job);
 
     // Re-export a different model (another seed, no resume) into the same job dir, killed at
     // each stage of publishing.
@@ -426,7 +425,7 @@ fn a_kill_during_re_export_keeps_the_previous_model_and_a_consistent_job_json() 
             "{stage}"
         );
         let (weights, _, _) = outcome(&job);
-        let job_json = common::job_json(&job);
+        let job_json = crate::common::job_json(&job);
         let seed = job_json["hyperparameters"]["seed"].as_u64();
         match stage {
             "staged" => {

@@ -25,8 +25,7 @@ use std::process::Command;
 use candle_core::Device;
 use savedmodel_runtime::{HostTensor, LoadedModel, TensorData};
 
-mod common;
-use common::{python, text, train_small, workspace};
+use crate::common::{python, text, train_small, workspace};
 
 /// How many images TensorFlow also predicts one at a time, to measure its own spread.
 const SINGLE_SAMPLE: usize = 1000;

@@ -4,8 +4,7 @@
 use gcs_emulator::GcsEmulator;
 use storage::Location;
 
-mod common;
-use common::{result_lines, small_mnist, train_small, trainer_command};
+use crate::common::{result_lines, small_mnist, train_small, trainer_command};
 
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte.gz",
@@ -65,7 +64,7 @@ fn trains_from_and_exports_to_gcs() {
 
     let mut listed = gs("jobs/run-1").list_blocking().unwrap();
     listed.sort();
-    // One TensorBoard event file (its name holds time, host and pid; tests/tensorboard.rs reads it).
+    // One TensorBoard event file (its name holds time, host and pid; the tensorboard tests read it).
     let logs: Vec<String> = listed
         .iter()
         .filter(|name| name.starts_with("logs/"))

@@ -1,0 +1,7 @@
+//! The integration tests of this package, one test binary (each binary is a link step).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_configs;
+mod examples;
+mod tf_config;

@@ -1,0 +1,9 @@
+//! The integration tests of this package, one test binary (each binary is a link step).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod bad_models;
+mod handmade_graphs;
+mod tensorflow_parity;

@@ -1,0 +1,6 @@
+//! The integration tests of this package, one test binary (each binary is a link step).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod checkpoint;
+mod fit;
