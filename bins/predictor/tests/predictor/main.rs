@@ -9,6 +9,7 @@ mod device_flag;
 mod gcloud_parity;
 mod jobs_gcloud;
 mod jobs_http;
+mod jobs_tuning_gcloud;
 mod local_cli;
 mod serve_bad_requests;
 mod serve_e2e;
