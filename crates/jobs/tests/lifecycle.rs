@@ -184,6 +184,22 @@ fn tuning_job(id: &str, dir: &Path, max_trials: u32, max_failed: u32) -> NewJob 
     )
 }
 
+/// Starts a tuning job `id` whose trials run a stand-in trainer with `body`.
+async fn start_tuning(
+    dir: &Path,
+    id: &str,
+    body: &str,
+    max_trials: u32,
+    max_failed: u32,
+) -> Arc<Jobs> {
+    let trainer = script(dir, "trainer", body);
+    let jobs = open(dir, &trainer).await;
+    jobs.create(tuning_job(id, dir, max_trials, max_failed))
+        .await
+        .unwrap();
+    jobs
+}
+
 /// `severity task trial message` per log entry (trial `-` when untagged).
 async fn tagged_messages(jobs: &Jobs, id: &str) -> Vec<String> {
     let query = LogQuery {
@@ -218,19 +234,12 @@ async fn a_tuning_job_runs_each_trial_as_a_trainer_and_reports_a_failing_one() {
     let tmp = tempfile::tempdir().unwrap();
     // Trial 2 crashes; the others report accuracy 0.<trial id> at step 10, as the trainer's
     // hypertune observer would.
-    let trainer = script(
-        tmp.path(),
-        "trainer",
-        r#"echo "args: $*"
+    let body = r#"echo "args: $*"
 echo "env: trial=$CLOUD_ML_TRIAL_ID threads=$RAYON_NUM_THREADS tag=$CLOUD_ML_HP_METRIC_TAG"
 echo "tf: $TF_CONFIG"
 if [ "$CLOUD_ML_TRIAL_ID" = 2 ]; then echo 'error: trial two diverged' >&2; exit 4; fi
-printf '{"accuracy": "0.%s", "global_step": "10", "timestamp": 1.5, "trial": "%s"}\n' "$CLOUD_ML_TRIAL_ID" "$CLOUD_ML_TRIAL_ID" > "$CLOUD_ML_HP_METRIC_FILE""#,
-    );
-    let jobs = open(tmp.path(), &trainer).await;
-    jobs.create(tuning_job("tune", tmp.path(), 3, 2))
-        .await
-        .unwrap();
+printf '{"accuracy": "0.%s", "global_step": "10", "timestamp": 1.5, "trial": "%s"}\n' "$CLOUD_ML_TRIAL_ID" "$CLOUD_ML_TRIAL_ID" > "$CLOUD_ML_HP_METRIC_FILE""#;
+    let jobs = start_tuning(tmp.path(), "tune", body, 3, 2).await;
     let ended = wait(&jobs, "tune", |j| j.state.is_final()).await;
     let log = tagged_messages(&jobs, "tune").await;
     assert_eq!(ended.state, JobState::Succeeded, "{ended:?}\n{log:#?}");
@@ -323,7 +332,7 @@ printf '{"accuracy": "0.%s", "global_step": "10", "timestamp": 1.5, "trial": "%s
 
     // trainingOutput is saved with the job (as the API shows it: a trial's error is in the log).
     drop(jobs);
-    let reopened = open(tmp.path(), &trainer).await;
+    let reopened = open(tmp.path(), &tmp.path().join("trainer")).await;
     assert_eq!(
         serde_json::to_value(reopened.get("tune").unwrap().training_output).unwrap(),
         serde_json::to_value(&ended.training_output).unwrap()
@@ -333,15 +342,8 @@ printf '{"accuracy": "0.%s", "global_step": "10", "timestamp": 1.5, "trial": "%s
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tuning_job_fails_at_max_failed_trials_naming_the_trial() {
     let tmp = tempfile::tempdir().unwrap();
-    let trainer = script(
-        tmp.path(),
-        "trainer",
-        "echo \"error: no data for trial $CLOUD_ML_TRIAL_ID\" >&2; exit 2",
-    );
-    let jobs = open(tmp.path(), &trainer).await;
-    jobs.create(tuning_job("broken", tmp.path(), 4, 2))
-        .await
-        .unwrap();
+    let body = "echo \"error: no data for trial $CLOUD_ML_TRIAL_ID\" >&2; exit 2";
+    let jobs = start_tuning(tmp.path(), "broken", body, 4, 2).await;
     let ended = wait(&jobs, "broken", |j| j.state.is_final()).await;
     assert_eq!(ended.state, JobState::Failed, "{ended:?}");
     let message = ended.error_message.clone().unwrap();
@@ -368,15 +370,8 @@ async fn a_tuning_job_fails_at_max_failed_trials_naming_the_trial() {
 async fn cancelling_a_tuning_job_stops_every_running_trial() {
     let tmp = tempfile::tempdir().unwrap();
     // Like the trainer: a checkpoint and exit 75 on SIGTERM.
-    let trainer = script(
-        tmp.path(),
-        "trainer",
-        "trap 'echo stopping; exit 75' TERM; echo started; while true; do sleep 0.05; done",
-    );
-    let jobs = open(tmp.path(), &trainer).await;
-    jobs.create(tuning_job("tune_cancel", tmp.path(), 4, 0))
-        .await
-        .unwrap();
+    let body = "trap 'echo stopping; exit 75' TERM; echo started; while true; do sleep 0.05; done";
+    let jobs = start_tuning(tmp.path(), "tune_cancel", body, 4, 0).await;
     // Both parallel trials run (or one, on a single-core machine).
     let parallel = 2.min(std::thread::available_parallelism().unwrap().get());
     wait(&jobs, "tune_cancel", |j| {
