@@ -1,6 +1,7 @@
 //! One training job, from the queue to its end: wait for a slot, write the job's config, run
 //! `trainer --config <file> --job-name <id>` with its output captured line by line, stop it on
-//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended.
+//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended. A tuning job
+//! goes to `tuning`, which starts each trial through the same [`run_child`].
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -88,7 +89,6 @@ async fn run_trainer(jobs: &Arc<Jobs>, id: &str, stop: &mut watch::Receiver<Stop
         extra_args: Vec::new(),
         env: Vec::new(),
         trial: None,
-        note: "",
     };
     run_child(jobs, id, &prepared, &child, stopped(stop)).await
 }
@@ -142,8 +142,6 @@ pub(crate) struct TrainerChild<'a> {
     pub env: Vec<(String, String)>,
     /// The trial id its log lines are tagged with.
     pub trial: Option<&'a str>,
-    /// Appended to the "Running:" line.
-    pub note: &'a str,
 }
 
 /// Runs one trainer process to its end with its output in the job log: `stop` resolving asks
@@ -195,7 +193,7 @@ pub(crate) async fn run_child(
         Severity::Info,
         &format!(
             "Running: {} --config {} --job-name {id}{}{extra} (the job's trainingInput, with its \
-             jobDir and args){}",
+             jobDir and args)",
             trainer.display(),
             config_path.display(),
             if jobs.config.allow_cpu {
@@ -203,7 +201,6 @@ pub(crate) async fn run_child(
             } else {
                 ""
             },
-            child_spec.note,
         ),
     );
     let mut child = match command.spawn() {

@@ -323,7 +323,6 @@ impl TrialLauncher for TrialProcesses {
             extra_args,
             env,
             trial: Some(trial_id),
-            note: "",
         };
         let mut signal = launch.stop.clone();
         let stop = async move {
