@@ -162,15 +162,14 @@ pub struct TuningOptions {
 pub enum TuningEvent {
     TrialStarted {
         trial_id: String,
+        /// Parameter name -> value, as `trainingOutput.trials[].hyperparameters` shows them.
+        hyperparameters: BTreeMap<String, String>,
         args: Vec<String>,
     },
     /// The trial's entry as it will appear in `trainingOutput.trials`.
     TrialFinished(TrialOutput),
     /// The runner asked a trial to stop early (median rule).
-    TrialStoppingEarly {
-        trial_id: String,
-        reason: String,
-    },
+    TrialStoppingEarly { trial_id: String, reason: String },
     /// A planner note or a metric-file problem.
     Note(String),
 }
@@ -272,6 +271,7 @@ pub async fn run_tuning<L: TrialLauncher + ?Sized>(
                 };
                 on_event(TuningEvent::TrialStarted {
                     trial_id: trial_id.clone(),
+                    hyperparameters: trial.params.to_map(),
                     args,
                 });
                 running.insert(

@@ -1,6 +1,7 @@
 //! jobs: Cloud ML Engine training jobs on this machine — typed `Job` resources, their
 //! lifecycle, the queue for the machine's slots, persistence in the server's registry, the
-//! runner that starts our `trainer` as a child process, and every line the job prints.
+//! runner that starts our `trainer` as a child process (once, or per hyperparameter-tuning
+//! trial), and every line the job prints.
 //!
 //! `gcloud ml-engine jobs submit training …` sends a `Job`; `predictor serve` hands it to
 //! [`Jobs::create`] and answers with what comes back. The HTTP shapes (routes, error envelopes,
@@ -23,6 +24,13 @@
 //!   FAILED on the next start with the reason; a QUEUED one is queued again.
 //! - **Slots** ([`queue`]): one job per GPU and `--max-concurrent-jobs` on the CPU, first come
 //!   first served; `jobPosition` is a job's place in that line.
+//! - **Tuning jobs** (`trainingInput.hyperparameters`, module `tuning`): `hypertune` decides the
+//!   trials; each is a trainer child process started by the same code as a single run, with the
+//!   trial's flags, `--job-dir=<jobDir>/<trialId>`, environment and `TF_CONFIG`. A tuning job
+//!   holds one slot like any job, and its trials share the machine's cores: `min(maxParallelTrials,
+//!   cores)` at once, `cores / that` threads each (the trainer's `RAYON_NUM_THREADS`; training is
+//!   bit-identical across thread counts), so a tuning job never oversubscribes the CPU more than a
+//!   single job does. `trainingOutput` (hypertune's typed trials) is saved as trials finish.
 //! - **Logs** ([`logs`]) keep every line the trainer prints (stdout and stderr) plus the
 //!   service's own lines, with timestamps and insert ids ordered the way Cloud Logging pages
 //!   them, so `gcloud … stream-logs` works through the logging endpoint override.
@@ -34,6 +42,7 @@ pub mod queue;
 pub mod resource;
 mod runner;
 mod store;
+mod tuning;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,7 +56,8 @@ use tokio::sync::watch;
 
 pub use logs::{JobLog, LogEntry, LogQuery, Severity, Since};
 pub use resource::{
-    HyperparameterOutput, Job, JobState, Measurement, NewJob, PredictionOutput, TrainingOutput,
+    FinalMetric, Job, JobState, NewJob, PredictionOutput, TrainingOutput, TrialOutput, TrialState,
+    TuningOutput,
 };
 
 use logs::{SERVICE_TASK, now_rfc3339};

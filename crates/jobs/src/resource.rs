@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use hypertune::{FinalMetric, TrialOutput, TrialState, TuningOutput};
+
 /// A job's lifecycle: QUEUED → PREPARING → RUNNING → SUCCEEDED | FAILED; `:cancel` moves a live
 /// job to CANCELLING and then CANCELLED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,54 +83,18 @@ pub struct Job {
     pub prediction_output: Option<PredictionOutput>,
 }
 
-/// `TrainingOutput`.
+/// `TrainingOutput`. A tuning job's part (`trials`, `completedTrialCount`,
+/// `isHyperparameterTuningJob`, `hyperparameterMetricTag`) is `hypertune`'s [`TuningOutput`]:
+/// one definition of the trial shapes, shared with the tuner that fills them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingOutput {
-    /// int64 as a JSON string; set for tuning jobs.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "int64_string_option"
-    )]
-    pub completed_trial_count: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trials: Vec<HyperparameterOutput>,
     /// Machine hours used (one CPU or GPU machine: wall hours).
     #[serde(default)]
     pub consumed_m_l_units: f64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub is_hyperparameter_tuning_job: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hyperparameter_metric_tag: Option<String>,
-}
-
-/// One trial of a tuning job (`HyperparameterOutput`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HyperparameterOutput {
-    pub trial_id: String,
-    #[serde(default)]
-    pub hyperparameters: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_metric: Option<Measurement>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<JobState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_time: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub is_trial_stopped_early: bool,
-}
-
-/// `finalMetric`: the objective at a training step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Measurement {
-    #[serde(with = "int64_string")]
-    pub training_step: i64,
-    pub objective_value: f64,
+    /// Set for tuning jobs (absent from the JSON otherwise).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningOutput>,
 }
 
 /// `PredictionOutput`.
@@ -247,8 +213,25 @@ mod tests {
             job_position: Some(2),
             training_input: Some(serde_json::json!({"workerCount": "0"})),
             training_output: Some(TrainingOutput {
-                completed_trial_count: Some(4),
-                ..TrainingOutput::default()
+                consumed_m_l_units: 0.0,
+                tuning: Some(TuningOutput {
+                    completed_trial_count: 4,
+                    trials: vec![TrialOutput {
+                        trial_id: "2".into(),
+                        hyperparameters: BTreeMap::from([("dropout".into(), "0.25".into())]),
+                        final_metric: Some(FinalMetric {
+                            training_step: 40,
+                            objective_value: 0.875,
+                        }),
+                        state: TrialState::Succeeded,
+                        start_time: Some("2026-01-01T00:00:01.000000Z".into()),
+                        end_time: Some("2026-01-01T00:00:09.000000Z".into()),
+                        is_trial_stopped_early: false,
+                        error: None,
+                    }],
+                    is_hyperparameter_tuning_job: true,
+                    hyperparameter_metric_tag: "accuracy".into(),
+                }),
             }),
             prediction_input: None,
             prediction_output: None,
@@ -259,8 +242,21 @@ mod tests {
         assert_eq!(text["trainingInput"]["workerCount"], "0");
         assert_eq!(text["trainingOutput"]["completedTrialCount"], "4");
         assert_eq!(text["trainingOutput"]["consumedMLUnits"], 0.0);
+        assert_eq!(text["trainingOutput"]["isHyperparameterTuningJob"], true);
+        assert_eq!(
+            text["trainingOutput"]["hyperparameterMetricTag"],
+            "accuracy"
+        );
+        let trial = &text["trainingOutput"]["trials"][0];
+        assert_eq!(trial["finalMetric"]["trainingStep"], "40");
+        assert_eq!(trial["state"], "SUCCEEDED");
         let back: Job = serde_json::from_value(text).unwrap();
         assert_eq!(back, job);
+        // A plain training job's output has no tuning fields, and reads back as such.
+        let plain = serde_json::json!({"consumedMLUnits": 0.5});
+        let output: TrainingOutput = serde_json::from_value(plain.clone()).unwrap();
+        assert_eq!(output.tuning, None);
+        assert_eq!(serde_json::to_value(&output).unwrap(), plain);
     }
 
     #[test]

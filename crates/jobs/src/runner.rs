@@ -1,7 +1,9 @@
 //! One training job, from the queue to its end: wait for a slot, write the job's config, run
 //! `trainer --config <file> --job-name <id>` with its output captured line by line, stop it on
-//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended.
+//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended. A tuning job
+//! goes to `tuning`, which starts each trial through the same [`run_child`].
 
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +11,7 @@ use job_config::JobConfig;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use crate::logs::{MASTER_TASK, Severity};
+use crate::logs::{MASTER_TASK, SERVICE_TASK, Severity};
 use crate::{JobState, Jobs, Stop};
 
 /// The trainer's exit status after SIGTERM: it wrote a checkpoint and stopped.
@@ -19,13 +21,13 @@ const EXIT_PREEMPTED: i32 = 75;
 const KEPT_ERROR_LINES: usize = 20;
 
 /// How a run ended.
-struct Outcome {
-    state: JobState,
-    error: Option<String>,
+pub(crate) struct Outcome {
+    pub state: JobState,
+    pub error: Option<String>,
 }
 
 impl Outcome {
-    fn failed(message: impl Into<String>) -> Outcome {
+    pub(crate) fn failed(message: impl Into<String>) -> Outcome {
         Outcome {
             state: JobState::Failed,
             error: Some(message.into()),
@@ -33,7 +35,7 @@ impl Outcome {
     }
 }
 
-async fn stopped(stop: &mut watch::Receiver<Stop>) -> Stop {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<Stop>) -> Stop {
     let why = stop
         .wait_for(|s| *s != Stop::Running)
         .await
@@ -67,28 +69,48 @@ pub(crate) async fn run(
     };
     jobs.advance(&id, JobState::Preparing).await;
     jobs.service_line(&id, Severity::Info, "Waiting for job to be provisioned.");
-    let outcome = run_trainer(&jobs, &id, &config, &mut stop).await;
+    let outcome = if config.training_input.hyperparameters.is_some() {
+        crate::tuning::run(&jobs, &id, &config, &mut stop).await
+    } else {
+        run_trainer(&jobs, &id, &mut stop).await
+    };
     drop(slot);
     let dir = jobs.work_dir.path().join(&id);
     let _ = tokio::fs::remove_dir_all(&dir).await;
     jobs.finish(&id, outcome.state, outcome.error).await;
 }
 
-async fn run_trainer(
+async fn run_trainer(jobs: &Arc<Jobs>, id: &str, stop: &mut watch::Receiver<Stop>) -> Outcome {
+    let prepared = match prepare(jobs, id, stop).await {
+        Ok(prepared) => prepared,
+        Err(outcome) => return outcome,
+    };
+    let child = TrainerChild {
+        extra_args: Vec::new(),
+        env: Vec::new(),
+        trial: None,
+    };
+    run_child(jobs, id, &prepared, &child, stopped(stop)).await
+}
+
+/// What every trainer process of a job shares: the binary and the job's config file.
+pub(crate) struct Prepared {
+    pub trainer: PathBuf,
+    pub config_path: PathBuf,
+}
+
+/// Finds the trainer and writes the document `trainer --config` reads (the job's trainingInput
+/// as submitted) into the job's work folder; `Err` is how the job ends instead.
+pub(crate) async fn prepare(
     jobs: &Arc<Jobs>,
     id: &str,
-    config: &JobConfig,
-    stop: &mut watch::Receiver<Stop>,
-) -> Outcome {
+    stop: &watch::Receiver<Stop>,
+) -> Result<Prepared, Outcome> {
     let current = *stop.borrow();
     if current != Stop::Running {
-        return ended_before_start(current);
+        return Err(ended_before_start(current));
     }
-    let trainer = match jobs.trainer_path() {
-        Ok(path) => path,
-        Err(message) => return Outcome::failed(message),
-    };
-    // The document `trainer --config` reads: the job's trainingInput as submitted.
+    let trainer = jobs.trainer_path().map_err(Outcome::failed)?;
     let dir = jobs.work_dir.path().join(id);
     let config_path = dir.join("config.json");
     let document = serde_json::json!({
@@ -101,37 +123,77 @@ async fn run_trainer(
     }
     .await;
     if let Err(error) = written {
-        return Outcome::failed(format!(
+        return Err(Outcome::failed(format!(
             "cannot write the job's config file {}: {error}",
             config_path.display()
-        ));
+        )));
     }
-    let mut command = tokio::process::Command::new(&trainer);
+    Ok(Prepared {
+        trainer,
+        config_path,
+    })
+}
+
+/// One trainer process: the job's single run, or one trial of a tuning job.
+pub(crate) struct TrainerChild<'a> {
+    /// Appended after `--config FILE --job-name ID` (a trial's `--name=value` flags and its
+    /// `--job-dir`): flags on the command line win over the config's `args`.
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The trial id its log lines are tagged with.
+    pub trial: Option<&'a str>,
+}
+
+/// Runs one trainer process to its end with its output in the job log: `stop` resolving asks
+/// it to stop (SIGTERM, then SIGKILL after the grace period). The job moves to RUNNING once the
+/// process started.
+pub(crate) async fn run_child(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    prepared: &Prepared,
+    child_spec: &TrainerChild<'_>,
+    stop: impl std::future::Future<Output = Stop>,
+) -> Outcome {
+    let Prepared {
+        trainer,
+        config_path,
+    } = prepared;
+    let trial = child_spec.trial;
+    let say = |severity: Severity, message: &str| {
+        jobs.log_line(id, severity, SERVICE_TASK, trial, message);
+    };
+    let mut command = tokio::process::Command::new(trainer);
     command
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .arg("--job-name")
         .arg(id);
     if jobs.config.allow_cpu {
         command.arg("--allow-cpu");
     }
+    command.args(&child_spec.extra_args);
     for name in &jobs.config.env_remove {
         command.env_remove(name);
     }
     command
         .env("CLOUD_ML_JOB_ID", id)
-        .current_dir(&dir)
+        .envs(child_spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(config_path.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     stop_with_parent(&mut command);
-    jobs.service_line(
-        id,
+    let extra = child_spec
+        .extra_args
+        .iter()
+        .map(|arg| format!(" {arg}"))
+        .collect::<String>();
+    say(
         Severity::Info,
         &format!(
-            "Running: {} --config {} --job-name {id}{} (the job's trainingInput, with its jobDir \
-             and args){}",
+            "Running: {} --config {} --job-name {id}{}{extra} (the job's trainingInput, with its \
+             jobDir and args)",
             trainer.display(),
             config_path.display(),
             if jobs.config.allow_cpu {
@@ -139,11 +201,6 @@ async fn run_trainer(
             } else {
                 ""
             },
-            if config.resolved.hyperparameter_tuning {
-                "; the hyperparameter search itself is not run, the trainer trains once"
-            } else {
-                ""
-            }
         ),
     );
     let mut child = match command.spawn() {
@@ -157,32 +214,41 @@ async fn run_trainer(
     };
     jobs.advance(id, JobState::Running).await;
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let trial_owned = || trial.map(str::to_string);
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|out| tokio::spawn(read_lines(jobs.clone(), id.to_string(), out, None))),
-        child.stderr.take().map(|err| {
+        child.stdout.take().map(|out| {
             tokio::spawn(read_lines(
                 jobs.clone(),
                 id.to_string(),
+                trial_owned(),
+                out,
+                None,
+            ))
+        }),
+        child.stderr.take().map(|err| {
+            let kept = Some(errors.clone());
+            tokio::spawn(read_lines(
+                jobs.clone(),
+                id.to_string(),
+                trial_owned(),
                 err,
-                Some(errors.clone()),
+                kept,
             ))
         }),
     ];
     let mut flush = tokio::time::interval(jobs.config.log_flush_interval);
     let mut stop_reason = Stop::Running;
     let mut kill_at: Option<tokio::time::Instant> = None;
+    tokio::pin!(stop);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
-            why = stopped(stop), if stop_reason == Stop::Running => {
+            why = &mut stop, if stop_reason == Stop::Running => {
                 stop_reason = why;
                 if let Some(pid) = child.id() {
                     terminate(pid);
                 }
-                jobs.service_line(id, Severity::Info, &format!(
+                say(Severity::Info, &format!(
                     "Sent SIGTERM to the trainer (it writes a checkpoint and stops); SIGKILL in {} s if it has not.",
                     jobs.config.cancel_grace.as_secs()
                 ));
@@ -190,7 +256,7 @@ async fn run_trainer(
             }
             () = sleep_until(kill_at) => {
                 kill_at = None;
-                jobs.service_line(id, Severity::Warning, "The trainer did not stop after SIGTERM; sending SIGKILL.");
+                say(Severity::Warning, "The trainer did not stop after SIGTERM; sending SIGKILL.");
                 let _ = child.start_kill();
             }
             _ = flush.tick() => jobs.flush_log(id).await,
@@ -200,7 +266,7 @@ async fn run_trainer(
         let _ = reader.await;
     }
     let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-    outcome(jobs, id, status, stop_reason, &errors)
+    outcome(&say, status, stop_reason, &errors)
 }
 
 fn ended_before_start(why: Stop) -> Outcome {
@@ -223,8 +289,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 fn outcome(
-    jobs: &Jobs,
-    id: &str,
+    say: &impl Fn(Severity, &str),
     status: std::io::Result<ExitStatus>,
     stop: Stop,
     errors: &[String],
@@ -235,10 +300,9 @@ fn outcome(
     };
     if status.success() {
         if stop == Stop::Cancel {
-            jobs.service_line(
-                id,
+            say(
                 Severity::Warning,
-                "The trainer finished before the cancel took effect; the job SUCCEEDED.",
+                "The trainer finished before the cancel took effect; it SUCCEEDED.",
             );
         }
         return Outcome {
@@ -346,6 +410,7 @@ fn stop_with_parent(command: &mut tokio::process::Command) {
 async fn read_lines(
     jobs: Arc<Jobs>,
     id: String,
+    trial: Option<String>,
     pipe: impl AsyncRead + Unpin,
     errors: Option<Arc<Mutex<Vec<String>>>>,
 ) {
@@ -360,7 +425,7 @@ async fn read_lines(
         let text = String::from_utf8_lossy(&buffer);
         for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
             let severity = Severity::of_trainer_line(line);
-            jobs.log_line(&id, severity, MASTER_TASK, None, line);
+            jobs.log_line(&id, severity, MASTER_TASK, trial.as_deref(), line);
             if let Some(errors) = &errors
                 && let Ok(mut kept) = errors.lock()
             {

@@ -20,11 +20,11 @@ use serde_json::Value;
 
 use crate::serve_support::{self, Server, json, trainer_binary, workspace_root};
 
-const BUCKET: &str = "mnist-tutorial";
+pub(crate) const BUCKET: &str = "mnist-tutorial";
 const TOKEN: &str = "jobs-test-token";
 
 /// A private gcloud installation state pointed at one server and one emulator.
-struct Gcloud {
+pub(crate) struct Gcloud {
     config_dir: PathBuf,
     token_file: PathBuf,
     venv_bin: PathBuf,
@@ -32,7 +32,7 @@ struct Gcloud {
 }
 
 impl Gcloud {
-    fn new(dir: &Path, server: &Server, emulator: &gcs_emulator::GcsEmulator) -> Gcloud {
+    pub(crate) fn new(dir: &Path, server: &Server, emulator: &gcs_emulator::GcsEmulator) -> Gcloud {
         let config_dir = dir.join("gcloud-config");
         std::fs::create_dir_all(&config_dir).unwrap();
         let token_file = dir.join("token");
@@ -64,7 +64,7 @@ impl Gcloud {
     }
 
     /// Runs gcloud with this config (no token flag added).
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![self.venv_bin.clone()];
         dirs.extend(std::env::split_paths(&path));
@@ -81,13 +81,13 @@ impl Gcloud {
 
     /// Runs a gcloud API command with `--access-token-file` (first: anything after `--` would
     /// go to the trainer).
-    fn api(&self, args: &[&str]) -> Output {
+    pub(crate) fn api(&self, args: &[&str]) -> Output {
         let mut all = vec!["--access-token-file", self.token_file.to_str().unwrap()];
         all.extend_from_slice(args);
         self.run(&all)
     }
 
-    fn api_ok(&self, args: &[&str], server: &Server) -> String {
+    pub(crate) fn api_ok(&self, args: &[&str], server: &Server) -> String {
         let out = self.api(args);
         assert!(
             out.status.success(),
@@ -98,15 +98,36 @@ impl Gcloud {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn describe(&self, job: &str, server: &Server) -> Value {
+    pub(crate) fn describe(&self, job: &str, server: &Server) -> Value {
         json(&self.api_ok(
             &["ml-engine", "jobs", "describe", job, "--format", "json"],
             server,
         ))
     }
 
+    /// `jobs stream-logs JOB --polling-interval 1` for a job that ended at `ended`: the output
+    /// and its text (gcloud prints the entries on stdout and its own messages on stderr).
+    pub(crate) fn stream_logs(&self, job: &str, ended: Instant) -> (Output, String) {
+        // gcloud asks only for entries older than 5 s; the last ones must be that old.
+        std::thread::sleep(Duration::from_secs(6).saturating_sub(ended.elapsed()));
+        let streamed = self.api(&[
+            "ml-engine",
+            "jobs",
+            "stream-logs",
+            job,
+            "--polling-interval",
+            "1",
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&streamed.stdout),
+            stderr(&streamed)
+        );
+        (streamed, text)
+    }
+
     /// Polls `jobs describe` until the job is in a final state; returns the job.
-    fn wait_until_final(&self, job: &str, server: &Server, limit: Duration) -> Value {
+    pub(crate) fn wait_until_final(&self, job: &str, server: &Server, limit: Duration) -> Value {
         let started = Instant::now();
         loop {
             let described = self.describe(job, server);
@@ -124,12 +145,12 @@ impl Gcloud {
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 /// The emulator with the bucket and testdata/idx/mnist-small copied to gs://BUCKET/data.
-async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
+pub(crate) async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
     let emulator = gcs_emulator::GcsEmulator::start_with_buckets(&[BUCKET]).unwrap();
     let source = workspace_root().join("testdata/idx/mnist-small");
     let data =
@@ -147,7 +168,7 @@ async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
 }
 
 /// The object names under gs://BUCKET/<prefix>.
-async fn objects(emulator: &gcs_emulator::GcsEmulator, prefix: &str) -> Vec<String> {
+pub(crate) async fn objects(emulator: &gcs_emulator::GcsEmulator, prefix: &str) -> Vec<String> {
     storage::Location::parse_with(
         &format!("gs://{BUCKET}/{prefix}"),
         &emulator.storage_options(),
@@ -158,8 +179,27 @@ async fn objects(emulator: &gcs_emulator::GcsEmulator, prefix: &str) -> Vec<Stri
     .unwrap()
 }
 
+/// Runs `predictor local` on the sample images with the model at `model_dir` (gs:// on the
+/// emulator) and checks that it answers 10 predictions.
+pub(crate) fn assert_model_predicts(emulator: &gcs_emulator::GcsEmulator, model_dir: &str) {
+    let local = Command::new(serve_support::PREDICTOR)
+        .args(["local", "--model-dir", model_dir, "--json-instances"])
+        .arg(serve_support::sample_json())
+        .args(["--format", "json"])
+        .env("STORAGE_EMULATOR_HOST", emulator.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "predictor local --model-dir {model_dir}: {}",
+        stderr(&local)
+    );
+    let predictions = json(&String::from_utf8(local.stdout).unwrap())["predictions"].clone();
+    assert_eq!(predictions.as_array().unwrap().len(), 10);
+}
+
 /// The tutorial's layout: ./trainer with a stub package and the tutorial's config.yaml.
-fn write_trainer_package(dir: &Path) {
+pub(crate) fn write_trainer_package(dir: &Path) {
     let package = dir.join("trainer");
     std::fs::create_dir_all(&package).unwrap();
     std::fs::write(package.join("__init__.py"), "").unwrap();
@@ -176,8 +216,13 @@ fn write_trainer_package(dir: &Path) {
 }
 
 /// `ml-engine jobs submit training JOB --job-dir DIR --module-name trainer.task --package-path
-/// ./trainer --region us-central1 -- --train-file gs://BUCKET/data [trainer_args]`.
-fn submit_training(gcloud: &Gcloud, job: &str, trainer_args: &[&str]) -> Output {
+/// ./trainer --region us-central1 [gcloud_flags] -- --train-file gs://BUCKET/data [trainer_args]`.
+pub(crate) fn submit_training(
+    gcloud: &Gcloud,
+    job: &str,
+    gcloud_flags: &[&str],
+    trainer_args: &[&str],
+) -> Output {
     let job_dir = format!("gs://{BUCKET}/{job}");
     let train_file = format!("gs://{BUCKET}/data");
     let mut args = vec![
@@ -196,15 +241,14 @@ fn submit_training(gcloud: &Gcloud, job: &str, trainer_args: &[&str]) -> Output 
         "./trainer",
         "--region",
         "us-central1",
-        "--",
-        "--train-file",
-        &train_file,
     ]);
+    args.extend_from_slice(gcloud_flags);
+    args.extend_from_slice(&["--", "--train-file", &train_file]);
     args.extend_from_slice(trainer_args);
     gcloud.api(&args)
 }
 
-fn start_server(dir: &Path, emulator: &gcs_emulator::GcsEmulator) -> Server {
+pub(crate) fn start_server(dir: &Path, emulator: &gcs_emulator::GcsEmulator) -> Server {
     // The trainer must sit beside the server binary (the server finds it there).
     trainer_binary();
     let token_file = dir.join("server-token");
@@ -303,25 +347,7 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
     );
 
     // The model in the bucket loads in `predictor local`.
-    let local = Command::new(serve_support::PREDICTOR)
-        .args([
-            "local",
-            "--model-dir",
-            &format!("{job_dir}/model"),
-            "--json-instances",
-        ])
-        .arg(serve_support::sample_json())
-        .args(["--format", "json"])
-        .env("STORAGE_EMULATOR_HOST", emulator.endpoint())
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "predictor local: {}",
-        stderr(&local)
-    );
-    let predictions = json(&String::from_utf8(local.stdout).unwrap())["predictions"].clone();
-    assert_eq!(predictions.as_array().unwrap().len(), 10);
+    assert_model_predicts(&emulator, &format!("{job_dir}/model"));
 
     // `jobs list` shows it.
     let listed = gcloud.api_ok(&["ml-engine", "jobs", "list"], &server);
@@ -333,22 +359,7 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
 
     // `jobs stream-logs` prints the trainer's lines through the logging override and stops
     // once it sees the job ended.
-    // gcloud asks only for entries older than 5 s; the last ones must be that old.
-    std::thread::sleep(Duration::from_secs(6).saturating_sub(ended.elapsed()));
-    let streamed = gcloud.api(&[
-        "ml-engine",
-        "jobs",
-        "stream-logs",
-        job,
-        "--polling-interval",
-        "1",
-    ]);
-    // gcloud prints the entries on stdout and its own messages on stderr.
-    let streamed_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&streamed.stdout),
-        stderr(&streamed)
-    );
+    let (streamed, streamed_text) = gcloud.stream_logs(job, ended);
     assert!(streamed.status.success(), "stream-logs: {streamed_text}");
     assert!(
         streamed_text.contains("master-replica-0"),
@@ -362,7 +373,7 @@ async fn tutorial_submit_training_runs_to_a_model_that_predicts() {
     );
 
     // Submitting the same job id again: 409 ALREADY_EXISTS, as gcloud words it.
-    let again = submit_training(&gcloud, job, &[]);
+    let again = submit_training(&gcloud, job, &[], &[]);
     assert!(!again.status.success());
     let text = stderr(&again);
     assert!(text.contains("is the subject of a conflict"), "{text}");
@@ -396,7 +407,7 @@ async fn cancelled_job_ends_cancelled_without_a_model() {
     write_trainer_package(tmp.path());
 
     let job = "mnist_cancel_1";
-    let submitted = submit_training(&gcloud, job, &["--epochs", "500"]);
+    let submitted = submit_training(&gcloud, job, &[], &["--epochs", "500"]);
     assert!(
         submitted.status.success(),
         "submit failed: {}\nserver log:\n{}",

@@ -10,6 +10,7 @@ mod device_flag;
 mod gcloud_parity;
 mod jobs_gcloud;
 mod jobs_http;
+mod jobs_tuning_gcloud;
 mod load_limits;
 mod local_cli;
 mod serve_bad_requests;
