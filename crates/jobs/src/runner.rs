@@ -1,6 +1,7 @@
-//! One training job, from the queue to its end: wait for a slot, write the job's config, run
-//! `trainer --config <file> --job-name <id>` with its output captured line by line, stop it on
-//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended.
+//! One job, from the queue to its end: wait for a slot, then run its child process (a training
+//! job: write the job's config and run `trainer --config <file> --job-name <id>`; a prediction
+//! job: [`crate::prediction`]) with its output captured line by line, stop it on cancel
+//! (SIGTERM, then SIGKILL after the grace period), and record how it ended.
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,22 +11,24 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use crate::logs::{MASTER_TASK, Severity};
+use crate::prediction::PredictionSpec;
+use crate::queue::SlotKind;
 use crate::{JobState, Jobs, Stop};
 
 /// The trainer's exit status after SIGTERM: it wrote a checkpoint and stopped.
 const EXIT_PREEMPTED: i32 = 75;
 
-/// stderr lines kept to explain a failure.
-const KEPT_ERROR_LINES: usize = 20;
+/// Lines of a child's stdout and of its stderr kept to explain a failure (or read a summary).
+const KEPT_LINES: usize = 20;
 
 /// How a run ended.
-struct Outcome {
-    state: JobState,
-    error: Option<String>,
+pub(crate) struct Outcome {
+    pub(crate) state: JobState,
+    pub(crate) error: Option<String>,
 }
 
 impl Outcome {
-    fn failed(message: impl Into<String>) -> Outcome {
+    pub(crate) fn failed(message: impl Into<String>) -> Outcome {
         Outcome {
             state: JobState::Failed,
             error: Some(message.into()),
@@ -45,13 +48,19 @@ async fn stopped(stop: &mut watch::Receiver<Stop>) -> Stop {
     }
 }
 
-pub(crate) async fn run(
-    jobs: Arc<Jobs>,
-    id: String,
-    config: JobConfig,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let kind = jobs.slot_kind(&config);
+/// What a job runs.
+pub(crate) enum Work {
+    /// `trainingInput`: the trainer.
+    Training(Box<JobConfig>),
+    /// `predictionInput`: `predictor batch-predict` ([`crate::prediction`]).
+    Prediction(PredictionSpec),
+}
+
+pub(crate) async fn run(jobs: Arc<Jobs>, id: String, work: Work, mut stop: watch::Receiver<Stop>) {
+    let kind = match &work {
+        Work::Training(config) => jobs.slot_kind(config),
+        Work::Prediction(_) => SlotKind::Cpu,
+    };
     let slot = tokio::select! {
         slot = jobs.queue.acquire(&id, kind) => slot,
         why = stopped(&mut stop) => {
@@ -67,7 +76,12 @@ pub(crate) async fn run(
     };
     jobs.advance(&id, JobState::Preparing).await;
     jobs.service_line(&id, Severity::Info, "Waiting for job to be provisioned.");
-    let outcome = run_trainer(&jobs, &id, &config, &mut stop).await;
+    let current = *stop.borrow();
+    let outcome = match &work {
+        _ if current != Stop::Running => ended_before_start(current),
+        Work::Training(config) => run_trainer(&jobs, &id, config, &mut stop).await,
+        Work::Prediction(spec) => crate::prediction::run(&jobs, &id, spec, &mut stop).await,
+    };
     drop(slot);
     let dir = jobs.work_dir.path().join(&id);
     let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -80,10 +94,6 @@ async fn run_trainer(
     config: &JobConfig,
     stop: &mut watch::Receiver<Stop>,
 ) -> Outcome {
-    let current = *stop.borrow();
-    if current != Stop::Running {
-        return ended_before_start(current);
-    }
     let trainer = match jobs.trainer_path() {
         Ok(path) => path,
         Err(message) => return Outcome::failed(message),
@@ -115,17 +125,7 @@ async fn run_trainer(
     if jobs.config.allow_cpu {
         command.arg("--allow-cpu");
     }
-    for name in &jobs.config.env_remove {
-        command.env_remove(name);
-    }
-    command
-        .env("CLOUD_ML_JOB_ID", id)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    stop_with_parent(&mut command);
+    command.current_dir(&dir);
     jobs.service_line(
         id,
         Severity::Info,
@@ -146,28 +146,67 @@ async fn run_trainer(
             }
         ),
     );
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            return Outcome::failed(format!(
-                "cannot start the trainer {}: {error}",
-                trainer.display()
-            ));
-        }
-    };
+    let names = ("the trainer", " (it writes a checkpoint and stops)");
+    match run_child(jobs, id, command, stop, names).await {
+        Ok(ended) => outcome(jobs, id, ended.status, ended.stop, &ended.stderr_tail),
+        Err(error) => Outcome::failed(format!(
+            "cannot start the trainer {}: {error}",
+            trainer.display()
+        )),
+    }
+}
+
+/// How a job's child process ended.
+pub(crate) struct Ended {
+    pub(crate) status: std::io::Result<ExitStatus>,
+    /// Why it was stopped (`Stop::Running`: it was not).
+    pub(crate) stop: Stop,
+    /// Its last lines on stdout and stderr ([`KEPT_LINES`] of each).
+    pub(crate) stdout_tail: Vec<String>,
+    pub(crate) stderr_tail: Vec<String>,
+}
+
+/// Starts a job's child process (`CLOUD_ML_JOB_ID` set, the server's `env_remove` unset, stopped
+/// with the server) and moves the job to RUNNING; then waits for it, copying its output into the
+/// job log and saving the log as it goes; on a stop request sends it SIGTERM, then SIGKILL after
+/// the cancel grace period. `(what, note)` name the process in the log lines and say what
+/// SIGTERM makes it do. An error: it could not be started.
+pub(crate) async fn run_child(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    mut command: tokio::process::Command,
+    stop: &mut watch::Receiver<Stop>,
+    (what, note): (&str, &str),
+) -> std::io::Result<Ended> {
+    for name in &jobs.config.env_remove {
+        command.env_remove(name);
+    }
+    command
+        .env("CLOUD_ML_JOB_ID", id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    stop_with_parent(&mut command);
+    let mut child = command.spawn()?;
     jobs.advance(id, JobState::Running).await;
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout_tail = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr_tail = Arc::new(Mutex::new(Vec::<String>::new()));
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|out| tokio::spawn(read_lines(jobs.clone(), id.to_string(), out, None))),
+        child.stdout.take().map(|out| {
+            tokio::spawn(read_lines(
+                jobs.clone(),
+                id.to_string(),
+                out,
+                stdout_tail.clone(),
+            ))
+        }),
         child.stderr.take().map(|err| {
             tokio::spawn(read_lines(
                 jobs.clone(),
                 id.to_string(),
                 err,
-                Some(errors.clone()),
+                stderr_tail.clone(),
             ))
         }),
     ];
@@ -183,14 +222,18 @@ async fn run_trainer(
                     terminate(pid);
                 }
                 jobs.service_line(id, Severity::Info, &format!(
-                    "Sent SIGTERM to the trainer (it writes a checkpoint and stops); SIGKILL in {} s if it has not.",
+                    "Sent SIGTERM to {what}{note}; SIGKILL in {} s if it has not.",
                     jobs.config.cancel_grace.as_secs()
                 ));
                 kill_at = Some(tokio::time::Instant::now() + jobs.config.cancel_grace);
             }
             () = sleep_until(kill_at) => {
                 kill_at = None;
-                jobs.service_line(id, Severity::Warning, "The trainer did not stop after SIGTERM; sending SIGKILL.");
+                let (first, rest) = what.split_at(what.len().min(1));
+                jobs.service_line(id, Severity::Warning, &format!(
+                    "{}{rest} did not stop after SIGTERM; sending SIGKILL.",
+                    first.to_ascii_uppercase()
+                ));
                 let _ = child.start_kill();
             }
             _ = flush.tick() => jobs.flush_log(id).await,
@@ -199,8 +242,13 @@ async fn run_trainer(
     for reader in readers.into_iter().flatten() {
         let _ = reader.await;
     }
-    let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-    outcome(jobs, id, status, stop_reason, &errors)
+    let lines = |kept: &Mutex<Vec<String>>| kept.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(Ended {
+        status,
+        stop: stop_reason,
+        stdout_tail: lines(&stdout_tail),
+        stderr_tail: lines(&stderr_tail),
+    })
 }
 
 fn ended_before_start(why: Stop) -> Outcome {
@@ -269,13 +317,7 @@ fn outcome(
         .filter(|l| Severity::of_trainer_line(l) == Severity::Error)
         .collect();
     if explaining.is_empty() {
-        explaining = errors
-            .iter()
-            .rev()
-            .take(5)
-            .rev()
-            .map(String::as_str)
-            .collect();
+        explaining = last_lines(errors, 5);
     }
     let detail = if explaining.is_empty() {
         String::new()
@@ -298,19 +340,25 @@ fn outcome(
     Outcome::failed(message)
 }
 
+/// The last `count` of `lines`, in order.
+pub(crate) fn last_lines(lines: &[String], count: usize) -> Vec<&str> {
+    let skip = lines.len().saturating_sub(count);
+    lines[skip..].iter().map(String::as_str).collect()
+}
+
 #[cfg(unix)]
-fn signal_of(status: &ExitStatus) -> Option<i32> {
+pub(crate) fn signal_of(status: &ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt as _;
     status.signal()
 }
 
 #[cfg(not(unix))]
-fn signal_of(_: &ExitStatus) -> Option<i32> {
+pub(crate) fn signal_of(_: &ExitStatus) -> Option<i32> {
     None
 }
 
 /// Asks the trainer to stop: it writes a checkpoint after the current step and exits 75.
-fn terminate(pid: u32) {
+pub(crate) fn terminate(pid: u32) {
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet (`child.id()` is `Some`
@@ -341,13 +389,13 @@ fn stop_with_parent(command: &mut tokio::process::Command) {
     let _ = command;
 }
 
-/// Copies a pipe into the job log, one entry per line (`\r` progress redraws split lines too);
-/// stderr lines are also kept to explain a failure.
+/// Copies a pipe into the job log, one entry per line (`\r` progress redraws split lines too),
+/// keeping its last [`KEPT_LINES`] lines in `kept` (to explain a failure, or read a summary).
 async fn read_lines(
     jobs: Arc<Jobs>,
     id: String,
     pipe: impl AsyncRead + Unpin,
-    errors: Option<Arc<Mutex<Vec<String>>>>,
+    kept: Arc<Mutex<Vec<String>>>,
 ) {
     let mut reader = BufReader::new(pipe);
     let mut buffer = Vec::new();
@@ -361,11 +409,9 @@ async fn read_lines(
         for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
             let severity = Severity::of_trainer_line(line);
             jobs.log_line(&id, severity, MASTER_TASK, None, line);
-            if let Some(errors) = &errors
-                && let Ok(mut kept) = errors.lock()
-            {
+            if let Ok(mut kept) = kept.lock() {
                 kept.push(line.to_string());
-                if kept.len() > KEPT_ERROR_LINES {
+                if kept.len() > KEPT_LINES {
                     kept.remove(0);
                 }
             }
