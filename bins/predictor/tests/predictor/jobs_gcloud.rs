@@ -20,11 +20,11 @@ use serde_json::Value;
 
 use crate::serve_support::{self, Server, json, trainer_binary, workspace_root};
 
-const BUCKET: &str = "mnist-tutorial";
+pub(crate) const BUCKET: &str = "mnist-tutorial";
 const TOKEN: &str = "jobs-test-token";
 
 /// A private gcloud installation state pointed at one server and one emulator.
-struct Gcloud {
+pub(crate) struct Gcloud {
     config_dir: PathBuf,
     token_file: PathBuf,
     venv_bin: PathBuf,
@@ -32,7 +32,7 @@ struct Gcloud {
 }
 
 impl Gcloud {
-    fn new(dir: &Path, server: &Server, emulator: &gcs_emulator::GcsEmulator) -> Gcloud {
+    pub(crate) fn new(dir: &Path, server: &Server, emulator: &gcs_emulator::GcsEmulator) -> Gcloud {
         let config_dir = dir.join("gcloud-config");
         std::fs::create_dir_all(&config_dir).unwrap();
         let token_file = dir.join("token");
@@ -81,13 +81,13 @@ impl Gcloud {
 
     /// Runs a gcloud API command with `--access-token-file` (first: anything after `--` would
     /// go to the trainer).
-    fn api(&self, args: &[&str]) -> Output {
+    pub(crate) fn api(&self, args: &[&str]) -> Output {
         let mut all = vec!["--access-token-file", self.token_file.to_str().unwrap()];
         all.extend_from_slice(args);
         self.run(&all)
     }
 
-    fn api_ok(&self, args: &[&str], server: &Server) -> String {
+    pub(crate) fn api_ok(&self, args: &[&str], server: &Server) -> String {
         let out = self.api(args);
         assert!(
             out.status.success(),
@@ -98,7 +98,7 @@ impl Gcloud {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn describe(&self, job: &str, server: &Server) -> Value {
+    pub(crate) fn describe(&self, job: &str, server: &Server) -> Value {
         json(&self.api_ok(
             &["ml-engine", "jobs", "describe", job, "--format", "json"],
             server,
@@ -106,7 +106,7 @@ impl Gcloud {
     }
 
     /// Polls `jobs describe` until the job is in a final state; returns the job.
-    fn wait_until_final(&self, job: &str, server: &Server, limit: Duration) -> Value {
+    pub(crate) fn wait_until_final(&self, job: &str, server: &Server, limit: Duration) -> Value {
         let started = Instant::now();
         loop {
             let described = self.describe(job, server);
@@ -124,12 +124,12 @@ impl Gcloud {
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 /// The emulator with the bucket and testdata/idx/mnist-small copied to gs://BUCKET/data.
-async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
+pub(crate) async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
     let emulator = gcs_emulator::GcsEmulator::start_with_buckets(&[BUCKET]).unwrap();
     let source = workspace_root().join("testdata/idx/mnist-small");
     let data =
@@ -147,7 +147,7 @@ async fn emulator_with_data() -> gcs_emulator::GcsEmulator {
 }
 
 /// The object names under gs://BUCKET/<prefix>.
-async fn objects(emulator: &gcs_emulator::GcsEmulator, prefix: &str) -> Vec<String> {
+pub(crate) async fn objects(emulator: &gcs_emulator::GcsEmulator, prefix: &str) -> Vec<String> {
     storage::Location::parse_with(
         &format!("gs://{BUCKET}/{prefix}"),
         &emulator.storage_options(),
@@ -204,7 +204,7 @@ fn submit_training(gcloud: &Gcloud, job: &str, trainer_args: &[&str]) -> Output 
     gcloud.api(&args)
 }
 
-fn start_server(dir: &Path, emulator: &gcs_emulator::GcsEmulator) -> Server {
+pub(crate) fn start_server(dir: &Path, emulator: &gcs_emulator::GcsEmulator) -> Server {
     // The trainer must sit beside the server binary (the server finds it there).
     trainer_binary();
     let token_file = dir.join("server-token");

@@ -10,6 +10,7 @@ mod gcloud_parity;
 mod jobs_gcloud;
 mod jobs_http;
 mod local_cli;
+mod prediction_gcloud;
 mod serve_bad_requests;
 mod serve_e2e;
 mod serve_grpc;
