@@ -17,11 +17,9 @@ pub enum DataFormatFlag {
     TfRecordGzip,
 }
 
+/// The input and output flags `batch-predict` and `jobs submit prediction` share (gcloud's).
 #[derive(Debug, clap::Args)]
-pub struct BatchPredictArgs {
-    /// The SavedModel directory (local path or gs:// URL).
-    #[arg(long, value_name = "DIR|URL")]
-    model_dir: String,
+pub struct PredictionFiles {
     /// Input files, comma-separated; `*` wildcards match within a path segment (quote them).
     #[arg(
         long,
@@ -29,16 +27,25 @@ pub struct BatchPredictArgs {
         value_delimiter = ',',
         required = true
     )]
-    input_paths: Vec<String>,
+    pub input_paths: Vec<String>,
     /// Where prediction.results-00000-of-00001 and prediction.errors_stats-00000-of-00001 go.
     #[arg(long, value_name = "DIR|URL")]
-    output_path: String,
+    pub output_path: String,
     /// How records are stored: one JSON instance per line (text, json) or TFRecord (gzipped).
     #[arg(long, value_enum)]
-    data_format: DataFormatFlag,
+    pub data_format: DataFormatFlag,
     /// The signature to run; by default the model's only signature, else serving_default.
     #[arg(long)]
-    signature_name: Option<String>,
+    pub signature_name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BatchPredictArgs {
+    /// The SavedModel directory (local path or gs:// URL).
+    #[arg(long, value_name = "DIR|URL")]
+    model_dir: String,
+    #[command(flatten)]
+    files: PredictionFiles,
     /// Instances per forward pass at least (larger passes are used when it is small).
     #[arg(long, default_value_t = batch_prediction::DEFAULT_BATCH_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_size: usize,
@@ -53,14 +60,20 @@ pub struct BatchPredictArgs {
     memory_budget_mb: u64,
 }
 
-pub fn run(args: BatchPredictArgs) -> Result<()> {
-    let device = device::open(args.device, "predictor", "running models")?;
-    let data_format = match args.data_format {
+/// The API's `dataFormat` a `--data-format` stands for.
+pub fn data_format(flag: DataFormatFlag) -> DataFormat {
+    match flag {
         DataFormatFlag::Json => DataFormat::Json,
         DataFormatFlag::Text => DataFormat::Text,
         DataFormatFlag::TfRecord => DataFormat::TfRecord,
         DataFormatFlag::TfRecordGzip => DataFormat::TfRecordGzip,
-    };
+    }
+}
+
+pub fn run(args: BatchPredictArgs) -> Result<()> {
+    let device = device::open(args.device, "predictor", "running models")?;
+    let files = args.files;
+    let data_format = data_format(files.data_format);
     let cancel = Arc::new(AtomicBool::new(false));
     // Ctrl-C / SIGTERM stop the run before anything is written.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -68,16 +81,16 @@ pub fn run(args: BatchPredictArgs) -> Result<()> {
             .context("installing the signal handlers")?;
     }
     let request = BatchPredictionRequest {
-        signature_name: args.signature_name,
+        signature_name: files.signature_name,
         batch_size: Some(args.batch_size),
         device,
         memory_budget: args.memory_budget_mb.saturating_mul(1 << 20),
         threads: args.threads,
         cancel: Some(Arc::clone(&cancel)),
         ..BatchPredictionRequest::new(
-            args.input_paths,
+            files.input_paths,
             data_format,
-            args.output_path,
+            files.output_path,
             args.model_dir,
         )
     };

@@ -40,7 +40,8 @@ enum Command {
     Versions(client::VersionsArgs),
     /// Online prediction against a server, like `gcloud ai-platform predict`.
     Predict(client::PredictArgs),
-    /// Training jobs on a server (list, describe, cancel, logs), like `gcloud ai-platform jobs`.
+    /// Jobs on a server (submit training|prediction, list, describe, cancel, logs), like
+    /// `gcloud ai-platform jobs`.
     Jobs(jobs_client::JobsArgs),
 }
 

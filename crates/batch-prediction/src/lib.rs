@@ -30,8 +30,8 @@
 //!   `('<message>', <count>)` (Beam's `Count.PerKey` printed with `str()`). Cloud ML Engine fails
 //!   a whole batch when one record in it is bad and counts batches; here each record is checked on
 //!   its own, so only the bad record fails and the count is of records. The messages carry no
-//!   position; each failed record's file and line (or TFRecord number) is in
-//!   [`BatchPredictionOutput::errors`] for the job log.
+//!   position; each failed record's file and line (or TFRecord record number) is in
+//!   [`BatchPredictionOutput::errors`] for the job log (`FILE line 7: …`, [`RecordError`]).
 //! * Both files are written only at the end, results last: a job that fails (inputs gone, model
 //!   that does not load, disk full) leaves no results file, never a partial one that looks whole.
 //!
@@ -158,6 +158,15 @@ impl BatchPredictionRequest {
     }
 }
 
+/// What [`RecordError::record`] counts in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordUnit {
+    /// Lines of a text (JSON lines) file.
+    Line,
+    /// Records of a TFRecord file.
+    Record,
+}
+
 /// One record that could not be predicted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
@@ -165,13 +174,19 @@ pub struct RecordError {
     pub file: String,
     /// 1-based line (text formats) or record number (TFRecord) in that file.
     pub record: usize,
+    pub unit: RecordUnit,
     /// What was wrong, without the position (the key of the errors file).
     pub message: String,
 }
 
+/// `FILE line 7: message` / `FILE record 4: message`: the job log's line for a bad record.
 impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.record, self.message)
+        let unit = match self.unit {
+            RecordUnit::Line => "line",
+            RecordUnit::Record => "record",
+        };
+        write!(f, "{} {unit} {}: {}", self.file, self.record, self.message)
     }
 }
 

@@ -17,7 +17,7 @@ use storage::Location;
 use crate::{
     BatchPredictionError, BatchPredictionOutput, BatchPredictionRequest, DEFAULT_BATCH_SIZE,
     DataFormat, ERRORS_FILE, MAX_ERRORS_KEPT, MIN_CHUNK_RECORDS, RESULTS_FILE, RecordError,
-    expand_input_paths,
+    RecordUnit, expand_input_paths,
 };
 
 /// Chunks in flight between the reader and the workers (bounds memory to a few chunks).
@@ -29,17 +29,26 @@ struct Chunk {
     file: Arc<str>,
     /// 1-based number of the first record in its file.
     first_record: usize,
+    /// What records are numbered in (lines of text, TFRecord records).
+    unit: RecordUnit,
     data: Vec<u8>,
     /// End offset of each record in `data`.
     ends: Vec<usize>,
 }
 
 impl Chunk {
-    fn new(seq: usize, file: Arc<str>, first_record: usize, capacity: usize) -> Chunk {
+    fn new(
+        seq: usize,
+        file: Arc<str>,
+        first_record: usize,
+        unit: RecordUnit,
+        capacity: usize,
+    ) -> Chunk {
         Chunk {
             seq,
             file,
             first_record,
+            unit,
             data: Vec::new(),
             ends: Vec::with_capacity(capacity),
         }
@@ -320,7 +329,7 @@ fn read_lines(
     };
     let mut reader = reader;
     let mut line_no = 0usize;
-    let mut chunk = new_chunk(name, 1, chunk_records);
+    let mut chunk = new_chunk(name, 1, RecordUnit::Line, chunk_records);
     loop {
         let start = chunk.data.len();
         let read = reader
@@ -338,7 +347,8 @@ fn read_lines(
         chunk.data.truncate(end);
         chunk.ends.push(end);
         if chunk.len() >= chunk_records {
-            let full = std::mem::replace(&mut chunk, new_chunk(name, line_no + 1, chunk_records));
+            let next = new_chunk(name, line_no + 1, RecordUnit::Line, chunk_records);
+            let full = std::mem::replace(&mut chunk, next);
             if !emit(full)? {
                 return Ok(false);
             }
@@ -350,9 +360,14 @@ fn read_lines(
     Ok(true)
 }
 
-fn new_chunk(name: &Arc<str>, first_record: usize, chunk_records: usize) -> Chunk {
+fn new_chunk(
+    name: &Arc<str>,
+    first_record: usize,
+    unit: RecordUnit,
+    chunk_records: usize,
+) -> Chunk {
     // `seq` is assigned when the chunk is emitted.
-    Chunk::new(0, Arc::clone(name), first_record, chunk_records)
+    Chunk::new(0, Arc::clone(name), first_record, unit, chunk_records)
 }
 
 fn read_tfrecords(
@@ -396,12 +411,13 @@ fn read_tfrecords(
             (records, Some(error.to_string()))
         }
     };
-    let mut chunk = new_chunk(name, 1, chunk_records);
+    let mut chunk = new_chunk(name, 1, RecordUnit::Record, chunk_records);
     for (index, record) in records.iter().enumerate() {
         chunk.data.extend_from_slice(record);
         chunk.ends.push(chunk.data.len());
         if chunk.len() >= chunk_records {
-            let full = std::mem::replace(&mut chunk, new_chunk(name, index + 2, chunk_records));
+            let next = new_chunk(name, index + 2, RecordUnit::Record, chunk_records);
+            let full = std::mem::replace(&mut chunk, next);
             if !emit(full)? {
                 return Ok(false);
             }
@@ -456,6 +472,7 @@ fn predict_chunk(
     let record_error = |index: usize, message: String| RecordError {
         file: chunk.file.to_string(),
         record: chunk.first_record + index,
+        unit: chunk.unit,
         message,
     };
     let inputs = match feed {

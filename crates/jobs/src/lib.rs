@@ -1,9 +1,10 @@
-//! jobs: Cloud ML Engine training jobs on this machine — typed `Job` resources, their
-//! lifecycle, the queue for the machine's slots, persistence in the server's registry, the
-//! runner that starts our `trainer` as a child process (once, or per hyperparameter-tuning
-//! trial), and every line the job prints.
+//! jobs: Cloud ML Engine jobs on this machine — typed `Job` resources, their lifecycle, the
+//! queue for the machine's slots, persistence in the server's registry, the runner that starts
+//! the job's child processes (our `trainer` for `trainingInput`, once or per hyperparameter-tuning
+//! trial; `predictor batch-predict` for `predictionInput`, see [`prediction`]), and every line the
+//! job prints.
 //!
-//! `gcloud ml-engine jobs submit training …` sends a `Job`; `predictor serve` hands it to
+//! `gcloud ml-engine jobs submit training|prediction …` sends a `Job`; `predictor serve` hands it to
 //! [`Jobs::create`] and answers with what comes back. The HTTP shapes (routes, error envelopes,
 //! logging filters) stay in the `serving` crate; this crate speaks in typed resources
 //! ([`Job`], [`NewJob`], [`LogQuery`]) and one error type ([`JobsError`]).
@@ -17,7 +18,8 @@
 //!   trainer can never take the server down.
 //! - **The request is validated before it is accepted**: `job-config` parses `trainingInput`
 //!   (every bad field named) and refuses workers and parameter servers the same way the trainer
-//!   does, so a bad job is a 400, not a FAILED job a minute later.
+//!   does, and [`prediction`] checks `predictionInput` and looks its model up through the
+//!   server's [`ModelResolver`], so a bad job is a 400, not a FAILED job a minute later.
 //! - **Persistence follows the model registry**: one JSON document per job and one log file
 //!   (JSON lines) in the `--registry` location, local or `gs://`, through `storage`. Every state
 //!   change is written before it is published. A job the server was running when it stopped is
@@ -38,6 +40,7 @@
 //!   rather than hand-written date arithmetic.
 
 pub mod logs;
+pub mod prediction;
 pub mod queue;
 pub mod resource;
 mod runner;
@@ -55,6 +58,7 @@ use storage::Location;
 use tokio::sync::watch;
 
 pub use logs::{JobLog, LogEntry, LogQuery, Severity, Since};
+pub use prediction::{ModelResolver, ModelSource};
 pub use resource::{
     FinalMetric, Job, JobState, NewJob, PredictionOutput, TrainingOutput, TrialOutput, TrialState,
     TuningOutput,
@@ -62,6 +66,7 @@ pub use resource::{
 
 use logs::{SERVICE_TASK, now_rfc3339};
 use queue::{JobQueue, SlotKind};
+use runner::Work;
 use store::JobStore;
 
 /// Why a jobs call failed; the server maps each kind to the API's status.
@@ -107,6 +112,12 @@ pub struct JobsConfig {
     pub log_flush_interval: Duration,
     /// Environment variables the trainer must not inherit (the server's own tuning).
     pub env_remove: Vec<String>,
+    /// The program prediction jobs run as `PROGRAM batch-predict …`; `None`: this executable
+    /// (the server is `predictor`).
+    pub batch_predictor: Option<PathBuf>,
+    /// Looks up `modelName` / `versionName` of prediction jobs (and checks their `uri`); `None`:
+    /// only `uri` is accepted.
+    pub model_resolver: Option<Arc<dyn ModelResolver>>,
 }
 
 impl JobsConfig {
@@ -120,6 +131,8 @@ impl JobsConfig {
             cancel_grace: Duration::from_secs(30),
             log_flush_interval: Duration::from_secs(5),
             env_remove: Vec::new(),
+            batch_predictor: None,
+            model_resolver: None,
         }
     }
 }
@@ -230,9 +243,13 @@ impl Jobs {
                     jobs.finish(&id, to, message).await;
                 }
                 JobState::Queued => {
-                    let config = match training_config(&id, jobs.get(&id)?.training_input.as_ref())
-                    {
-                        Ok(config) => config,
+                    let job = jobs.get(&id)?;
+                    let work = match jobs.work(
+                        &id,
+                        job.training_input.as_ref(),
+                        job.prediction_input.as_ref(),
+                    ) {
+                        Ok(work) => work,
                         Err(error) => {
                             jobs.finish(&id, JobState::Failed, Some(error.to_string()))
                                 .await;
@@ -245,7 +262,7 @@ impl Jobs {
                         Severity::Info,
                         "The server restarted; the job is queued again.",
                     );
-                    jobs.start(id, config);
+                    jobs.start(id, work);
                 }
                 _ => {}
             }
@@ -275,28 +292,11 @@ impl Jobs {
                  letter and contain only letters, digits and underscores (at most 128)"
             )));
         }
-        let training_input = match (new.training_input, new.prediction_input) {
-            (Some(input), None) => input,
-            (None, Some(_)) => {
-                return Err(JobsError::Unimplemented(
-                    "Field: job.prediction_input Error: batch prediction jobs are not run by \
-                     this server yet; only training jobs (trainingInput) are"
-                        .into(),
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(JobsError::InvalidArgument(
-                    "Field: job Error: a job has either trainingInput or predictionInput, not both"
-                        .into(),
-                ));
-            }
-            (None, None) => {
-                return Err(JobsError::InvalidArgument(
-                    "Field: job Error: a job needs trainingInput (or predictionInput)".into(),
-                ));
-            }
-        };
-        let config = training_config(&id, Some(&training_input))?;
+        let work = self.work(
+            &id,
+            new.training_input.as_ref(),
+            new.prediction_input.as_ref(),
+        )?;
         let job = Job {
             job_id: id.clone(),
             create_time: now_rfc3339(),
@@ -307,9 +307,9 @@ impl Jobs {
             labels: new.labels,
             etag: etag(1),
             job_position: None,
-            training_input: Some(training_input),
+            training_input: new.training_input,
             training_output: None,
-            prediction_input: None,
+            prediction_input: new.prediction_input,
             prediction_output: None,
         };
         {
@@ -337,10 +337,36 @@ impl Jobs {
             Severity::Info,
             "Job creation request has been successfully validated.",
         );
-        self.note_user_code(&id, &config);
+        match &work {
+            Work::Training(config) => self.note_user_code(&id, config),
+            Work::Prediction(spec) => spec.note_ignored(self, &id),
+        }
         self.service_line(&id, Severity::Info, &format!("Job {id} is queued."));
-        self.start(id, config);
+        self.start(id, work);
         Ok(job)
+    }
+
+    /// What a job with these inputs runs, checked (every bad field named).
+    fn work(
+        &self,
+        id: &str,
+        training_input: Option<&serde_json::Value>,
+        prediction_input: Option<&serde_json::Value>,
+    ) -> Result<Work, JobsError> {
+        match (training_input, prediction_input) {
+            (Some(input), None) => Ok(Work::Training(Box::new(training_config(id, Some(input))?))),
+            (None, Some(input)) => Ok(Work::Prediction(prediction::validate(
+                input,
+                self.config.model_resolver.as_deref(),
+            )?)),
+            (Some(_), Some(_)) => Err(JobsError::InvalidArgument(
+                "Field: job Error: a job has either trainingInput or predictionInput, not both"
+                    .into(),
+            )),
+            (None, None) => Err(JobsError::InvalidArgument(
+                "Field: job Error: a job needs trainingInput or predictionInput".into(),
+            )),
+        }
     }
 
     /// Says that the job's own code (Python package, container) is recorded but not run.
@@ -374,13 +400,13 @@ impl Jobs {
         }
     }
 
-    fn start(self: &Arc<Self>, id: String, config: JobConfig) {
+    fn start(self: &Arc<Self>, id: String, work: Work) {
         let (stop_tx, stop_rx) = watch::channel(Stop::Running);
         if let Some(entry) = self.lock_entries().get_mut(&id) {
             entry.stop = Some(stop_tx);
         }
         let jobs = self.clone();
-        tokio::spawn(async move { runner::run(jobs, id, config, stop_rx).await });
+        tokio::spawn(async move { runner::run(jobs, id, work, stop_rx).await });
     }
 
     /// The job as the API shows it (`jobPosition` filled while QUEUED).
@@ -606,10 +632,18 @@ impl Jobs {
             job.error_message = error;
             job.end_time = Some(end);
             job.job_position = None;
-            let output = job
-                .training_output
-                .get_or_insert_with(TrainingOutput::default);
-            output.consumed_m_l_units = (hours * 100.0).round() / 100.0;
+            if job.prediction_input.is_some() {
+                // One machine: node hours are wall hours (to the second).
+                let output = job
+                    .prediction_output
+                    .get_or_insert_with(PredictionOutput::default);
+                output.node_hours = (hours * 3600.0).round() / 3600.0;
+            } else {
+                let output = job
+                    .training_output
+                    .get_or_insert_with(TrainingOutput::default);
+                output.consumed_m_l_units = (hours * 100.0).round() / 100.0;
+            }
         })
         .await;
         if let Some(entry) = self.lock_entries().get_mut(id) {

@@ -1,7 +1,11 @@
-//! One training job, from the queue to its end: wait for a slot, write the job's config, run
-//! `trainer --config <file> --job-name <id>` with its output captured line by line, stop it on
-//! cancel (SIGTERM, then SIGKILL after the grace period), and record how it ended. A tuning job
-//! goes to `tuning`, which starts each trial through the same [`run_child`].
+//! One job, from the queue to its end: wait for a slot, then run its child processes with their
+//! output captured line by line ([`run_process`]), stop them on cancel (SIGTERM, then SIGKILL
+//! after the grace period), and record how the job ended.
+//! - A training job writes the job's config and runs `trainer --config <file> --job-name <id>`
+//!   ([`run_child`]); a tuning job goes to `tuning`, which starts each trial through the same
+//!   [`run_child`].
+//! - A prediction job runs `predictor batch-predict` ([`crate::prediction`]) through the same
+//!   [`run_process`].
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -12,13 +16,15 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use crate::logs::{MASTER_TASK, SERVICE_TASK, Severity};
+use crate::prediction::PredictionSpec;
+use crate::queue::SlotKind;
 use crate::{JobState, Jobs, Stop};
 
 /// The trainer's exit status after SIGTERM: it wrote a checkpoint and stopped.
 const EXIT_PREEMPTED: i32 = 75;
 
-/// stderr lines kept to explain a failure.
-const KEPT_ERROR_LINES: usize = 20;
+/// Lines of a child's stdout and of its stderr kept to explain a failure (or read a summary).
+const KEPT_LINES: usize = 20;
 
 /// How a run ended.
 pub(crate) struct Outcome {
@@ -47,13 +53,19 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<Stop>) -> Stop {
     }
 }
 
-pub(crate) async fn run(
-    jobs: Arc<Jobs>,
-    id: String,
-    config: JobConfig,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let kind = jobs.slot_kind(&config);
+/// What a job runs.
+pub(crate) enum Work {
+    /// `trainingInput`: the trainer (once, or once per tuning trial).
+    Training(Box<JobConfig>),
+    /// `predictionInput`: `predictor batch-predict` ([`crate::prediction`]).
+    Prediction(PredictionSpec),
+}
+
+pub(crate) async fn run(jobs: Arc<Jobs>, id: String, work: Work, mut stop: watch::Receiver<Stop>) {
+    let kind = match &work {
+        Work::Training(config) => jobs.slot_kind(config),
+        Work::Prediction(_) => SlotKind::Cpu,
+    };
     let slot = tokio::select! {
         slot = jobs.queue.acquire(&id, kind) => slot,
         why = stopped(&mut stop) => {
@@ -69,10 +81,14 @@ pub(crate) async fn run(
     };
     jobs.advance(&id, JobState::Preparing).await;
     jobs.service_line(&id, Severity::Info, "Waiting for job to be provisioned.");
-    let outcome = if config.training_input.hyperparameters.is_some() {
-        crate::tuning::run(&jobs, &id, &config, &mut stop).await
-    } else {
-        run_trainer(&jobs, &id, &mut stop).await
+    let current = *stop.borrow();
+    let outcome = match &work {
+        _ if current != Stop::Running => ended_before_start(current),
+        Work::Training(config) if config.training_input.hyperparameters.is_some() => {
+            crate::tuning::run(&jobs, &id, config, &mut stop).await
+        }
+        Work::Training(_) => run_trainer(&jobs, &id, &mut stop).await,
+        Work::Prediction(spec) => crate::prediction::run(&jobs, &id, spec, &mut stop).await,
     };
     drop(slot);
     let dir = jobs.work_dir.path().join(&id);
@@ -172,18 +188,9 @@ pub(crate) async fn run_child(
         command.arg("--allow-cpu");
     }
     command.args(&child_spec.extra_args);
-    for name in &jobs.config.env_remove {
-        command.env_remove(name);
-    }
     command
-        .env("CLOUD_ML_JOB_ID", id)
         .envs(child_spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(config_path.parent().unwrap_or(Path::new(".")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    stop_with_parent(&mut command);
+        .current_dir(config_path.parent().unwrap_or(Path::new(".")));
     let extra = child_spec
         .extra_args
         .iter()
@@ -203,17 +210,56 @@ pub(crate) async fn run_child(
             },
         ),
     );
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            return Outcome::failed(format!(
-                "cannot start the trainer {}: {error}",
-                trainer.display()
-            ));
-        }
+    let names = ("the trainer", " (it writes a checkpoint and stops)");
+    match run_process(jobs, id, command, trial, stop, names).await {
+        Ok(ended) => outcome(&say, ended.status, ended.stop, &ended.stderr_tail),
+        Err(error) => Outcome::failed(format!(
+            "cannot start the trainer {}: {error}",
+            trainer.display()
+        )),
+    }
+}
+
+/// How a job's child process ended.
+pub(crate) struct Ended {
+    pub(crate) status: std::io::Result<ExitStatus>,
+    /// Why it was stopped (`Stop::Running`: it was not).
+    pub(crate) stop: Stop,
+    /// Its last lines on stdout and stderr ([`KEPT_LINES`] of each).
+    pub(crate) stdout_tail: Vec<String>,
+    pub(crate) stderr_tail: Vec<String>,
+}
+
+/// Starts a job's child process (`CLOUD_ML_JOB_ID` set, the server's `env_remove` unset, stopped
+/// with the server) and moves the job to RUNNING; then waits for it, copying its output into the
+/// job log (tagged with `trial`, if any) and saving the log as it goes. When `stop` resolves it
+/// sends SIGTERM, then SIGKILL after the cancel grace period. `(what, note)` name the process in
+/// the log lines and say what SIGTERM makes it do. An error: it could not be started.
+pub(crate) async fn run_process(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    mut command: tokio::process::Command,
+    trial: Option<&str>,
+    stop: impl std::future::Future<Output = Stop>,
+    (what, note): (&str, &str),
+) -> std::io::Result<Ended> {
+    let say = |severity: Severity, message: &str| {
+        jobs.log_line(id, severity, SERVICE_TASK, trial, message);
     };
+    for name in &jobs.config.env_remove {
+        command.env_remove(name);
+    }
+    command
+        .env("CLOUD_ML_JOB_ID", id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    stop_with_parent(&mut command);
+    let mut child = command.spawn()?;
     jobs.advance(id, JobState::Running).await;
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout_tail = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr_tail = Arc::new(Mutex::new(Vec::<String>::new()));
     let trial_owned = || trial.map(str::to_string);
     let readers = [
         child.stdout.take().map(|out| {
@@ -222,17 +268,16 @@ pub(crate) async fn run_child(
                 id.to_string(),
                 trial_owned(),
                 out,
-                None,
+                stdout_tail.clone(),
             ))
         }),
         child.stderr.take().map(|err| {
-            let kept = Some(errors.clone());
             tokio::spawn(read_lines(
                 jobs.clone(),
                 id.to_string(),
                 trial_owned(),
                 err,
-                kept,
+                stderr_tail.clone(),
             ))
         }),
     ];
@@ -249,14 +294,18 @@ pub(crate) async fn run_child(
                     terminate(pid);
                 }
                 say(Severity::Info, &format!(
-                    "Sent SIGTERM to the trainer (it writes a checkpoint and stops); SIGKILL in {} s if it has not.",
+                    "Sent SIGTERM to {what}{note}; SIGKILL in {} s if it has not.",
                     jobs.config.cancel_grace.as_secs()
                 ));
                 kill_at = Some(tokio::time::Instant::now() + jobs.config.cancel_grace);
             }
             () = sleep_until(kill_at) => {
                 kill_at = None;
-                say(Severity::Warning, "The trainer did not stop after SIGTERM; sending SIGKILL.");
+                let (first, rest) = what.split_at(what.len().min(1));
+                say(Severity::Warning, &format!(
+                    "{}{rest} did not stop after SIGTERM; sending SIGKILL.",
+                    first.to_ascii_uppercase()
+                ));
                 let _ = child.start_kill();
             }
             _ = flush.tick() => jobs.flush_log(id).await,
@@ -265,8 +314,13 @@ pub(crate) async fn run_child(
     for reader in readers.into_iter().flatten() {
         let _ = reader.await;
     }
-    let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-    outcome(&say, status, stop_reason, &errors)
+    let lines = |kept: &Mutex<Vec<String>>| kept.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(Ended {
+        status,
+        stop: stop_reason,
+        stdout_tail: lines(&stdout_tail),
+        stderr_tail: lines(&stderr_tail),
+    })
 }
 
 fn ended_before_start(why: Stop) -> Outcome {
@@ -333,13 +387,7 @@ fn outcome(
         .filter(|l| Severity::of_trainer_line(l) == Severity::Error)
         .collect();
     if explaining.is_empty() {
-        explaining = errors
-            .iter()
-            .rev()
-            .take(5)
-            .rev()
-            .map(String::as_str)
-            .collect();
+        explaining = last_lines(errors, 5);
     }
     let detail = if explaining.is_empty() {
         String::new()
@@ -362,14 +410,20 @@ fn outcome(
     Outcome::failed(message)
 }
 
+/// The last `count` of `lines`, in order.
+pub(crate) fn last_lines(lines: &[String], count: usize) -> Vec<&str> {
+    let skip = lines.len().saturating_sub(count);
+    lines[skip..].iter().map(String::as_str).collect()
+}
+
 #[cfg(unix)]
-fn signal_of(status: &ExitStatus) -> Option<i32> {
+pub(crate) fn signal_of(status: &ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt as _;
     status.signal()
 }
 
 #[cfg(not(unix))]
-fn signal_of(_: &ExitStatus) -> Option<i32> {
+pub(crate) fn signal_of(_: &ExitStatus) -> Option<i32> {
     None
 }
 
@@ -405,14 +459,14 @@ fn stop_with_parent(command: &mut tokio::process::Command) {
     let _ = command;
 }
 
-/// Copies a pipe into the job log, one entry per line (`\r` progress redraws split lines too);
-/// stderr lines are also kept to explain a failure.
+/// Copies a pipe into the job log, one entry per line (`\r` progress redraws split lines too),
+/// keeping its last [`KEPT_LINES`] lines in `kept` (to explain a failure, or read a summary).
 async fn read_lines(
     jobs: Arc<Jobs>,
     id: String,
     trial: Option<String>,
     pipe: impl AsyncRead + Unpin,
-    errors: Option<Arc<Mutex<Vec<String>>>>,
+    kept: Arc<Mutex<Vec<String>>>,
 ) {
     let mut reader = BufReader::new(pipe);
     let mut buffer = Vec::new();
@@ -426,11 +480,9 @@ async fn read_lines(
         for line in text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
             let severity = Severity::of_trainer_line(line);
             jobs.log_line(&id, severity, MASTER_TASK, trial.as_deref(), line);
-            if let Some(errors) = &errors
-                && let Ok(mut kept) = errors.lock()
-            {
+            if let Ok(mut kept) = kept.lock() {
                 kept.push(line.to_string());
-                if kept.len() > KEPT_ERROR_LINES {
+                if kept.len() > KEPT_LINES {
                     kept.remove(0);
                 }
             }

@@ -5,28 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobs::{Job, JobState, Jobs, JobsConfig, LogQuery, NewJob};
+use jobs::{Job, JobState, Jobs, LogQuery, NewJob};
 use serde_json::json;
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
+use support::{messages, script, test_config, wait};
 
 async fn open(dir: &Path, trainer: &Path) -> Arc<Jobs> {
-    let mut config =
-        JobsConfig::new(storage::Location::parse(dir.join("reg").to_str().unwrap()).unwrap());
+    let mut config = test_config(dir);
     config.trainer = Some(trainer.to_path_buf());
-    config.cancel_grace = Duration::from_millis(500);
-    config.log_flush_interval = Duration::from_millis(100);
-    config.gpu_slots = Some(0);
     Jobs::open(config).await.unwrap()
 }
 
@@ -35,33 +26,6 @@ fn job(id: &str, dir: &Path) -> NewJob {
         id,
         json!({"jobDir": dir.join(id).to_str().unwrap(), "args": ["--epochs", "1"]}),
     )
-}
-
-async fn wait(jobs: &Jobs, id: &str, done: impl Fn(&Job) -> bool) -> Job {
-    let started = Instant::now();
-    loop {
-        let job = jobs.get(id).unwrap();
-        if done(&job) {
-            return job;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            panic!("{id}: {job:?}\nlog: {:#?}", messages(jobs, id).await);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn messages(jobs: &Jobs, id: &str) -> Vec<String> {
-    let query = LogQuery {
-        job_id: id.to_string(),
-        ..LogQuery::default()
-    };
-    jobs.logs(&query)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| format!("{} {} {}", e.severity.name(), e.task, e.message))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,8 @@
 //! `/v1/projects/{project}/jobs…`, and Cloud Logging's `POST /v2/entries:list`, which gcloud's
 //! `jobs stream-logs` (and `submit training --stream-logs`) read job logs from through the
 //! `api_endpoint_overrides/logging` override. The jobs themselves live in the `jobs` crate; this
-//! module only turns requests into its typed calls and its answers into the APIs' JSON.
+//! module only turns requests into its typed calls and its answers into the APIs' JSON, and
+//! gives the crate [`RegistryModels`] to look prediction jobs' models up in the registry.
 
 use std::sync::Arc;
 
@@ -11,8 +12,75 @@ use jobs::{JobsError, LogEntry, LogQuery, NewJob, Since};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::lifecycle::ModelLifecycle;
 use crate::server::AppState;
 use crate::status::{ApiError, Code};
+
+/// Prediction jobs' models, looked up the way the models API sees them: `modelName` /
+/// `versionName` in the registry (the version's `deploymentUri`; a model's default version when
+/// none is named), `uri` checked against `--allow-origin` like a version's origin.
+pub(crate) struct RegistryModels {
+    pub models: Arc<ModelLifecycle>,
+    pub project: String,
+}
+
+impl std::fmt::Debug for RegistryModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryModels")
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl jobs::ModelResolver for RegistryModels {
+    fn model_dir(&self, source: &jobs::ModelSource) -> Result<String, String> {
+        let (project, model, version) = match source {
+            jobs::ModelSource::Uri(uri) => {
+                return self
+                    .models
+                    .check_origin(uri)
+                    .map(|location| location.url())
+                    .map_err(|e| e.message);
+            }
+            jobs::ModelSource::Registry {
+                project,
+                model,
+                version,
+            } => (project, model, version),
+        };
+        if *project != self.project {
+            return Err(format!(
+                "project {project:?} is not this server's project ({:?})",
+                self.project
+            ));
+        }
+        let Some(record) = self.models.registry.get(model) else {
+            let on_command_line = self.models.table.with(|models| models.contains_key(model));
+            return Err(if on_command_line {
+                format!(
+                    "model {model:?} is served from the command line (--model or \
+                     --model-base-path), not the registry; give its SavedModel directory as \
+                     uri (gcloud: --model-dir)"
+                )
+            } else {
+                format!("model {model:?} not found")
+            });
+        };
+        let version = match version.as_deref().or(record.default_version.as_deref()) {
+            Some(version) => version,
+            None => {
+                return Err(format!(
+                    "model {model:?} has no default version; name one (gcloud: --version)"
+                ));
+            }
+        };
+        record
+            .versions
+            .get(version)
+            .map(|v| v.deployment_uri.clone())
+            .ok_or_else(|| format!("version {version:?} of model {model:?} not found"))
+    }
+}
 
 /// The API's default and largest `pageSize` for `jobs.list`.
 const DEFAULT_JOBS_PAGE: usize = 20;

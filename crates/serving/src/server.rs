@@ -155,8 +155,12 @@ impl AppState {
 }
 
 /// Opens the Cloud ML Engine jobs kept beside the model registry (`--registry`), with the
-/// `predictor serve` job flags; jobs left running by an earlier server are marked FAILED.
-async fn open_jobs(config: &ServeConfig) -> Result<Arc<jobs::Jobs>, ServingError> {
+/// `predictor serve` job flags and the registry to look prediction jobs' models up in; jobs left
+/// running by an earlier server are marked FAILED.
+async fn open_jobs(
+    config: &ServeConfig,
+    models: &Arc<ModelLifecycle>,
+) -> Result<Arc<jobs::Jobs>, ServingError> {
     let registry_error = |reason: String| ServingError::Registry {
         location: config.registry.clone(),
         reason,
@@ -170,6 +174,10 @@ async fn open_jobs(config: &ServeConfig) -> Result<Arc<jobs::Jobs>, ServingError
     jobs_config.max_concurrent_cpu_jobs = options.max_concurrent_jobs.max(1);
     jobs_config.cancel_grace = options.cancel_grace;
     jobs_config.env_remove = options.env_remove.clone();
+    jobs_config.model_resolver = Some(Arc::new(crate::jobs_api::RegistryModels {
+        models: models.clone(),
+        project: config.project.clone(),
+    }));
     jobs::Jobs::open(jobs_config)
         .await
         .map_err(|e| registry_error(e.to_string()))
@@ -207,7 +215,7 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::default());
     let models = ModelLifecycle::start(&config, loader, metrics.clone()).await?;
-    let jobs = open_jobs(&config).await?;
+    let jobs = open_jobs(&config, &models).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     models.start_background(stop_rx.clone());
     let state = Arc::new(AppState {

@@ -58,7 +58,7 @@ fn batch_predict_rows_equal_predictor_local() {
     );
     assert!(
         stderr.contains(&format!(
-            "error: file://{}: 7: column 8: invalid JSON",
+            "error: file://{} line 7: column 8: invalid JSON",
             input.display()
         )),
         "{stderr}"

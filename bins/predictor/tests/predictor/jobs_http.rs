@@ -1,7 +1,7 @@
-//! The jobs API over plain HTTP: refusals (bad bodies, bad fields, workers, unknown jobs, no
-//! token), the queue, trainer failures reported on the job, and a job RUNNING when the server
-//! was killed becoming FAILED with the reason on restart. Local registry and job dirs; the real
-//! trainer on testdata/idx/mnist-small.
+//! The jobs API over plain HTTP: refusals (bad bodies, bad training and prediction fields,
+//! workers, unknown jobs and models, no token), the queue, trainer failures reported on the
+//! job, and a job RUNNING when the server was killed becoming FAILED with the reason on restart.
+//! Local registry and job dirs; the real trainer on testdata/idx/mnist-small.
 
 use std::time::{Duration, Instant};
 
@@ -128,10 +128,22 @@ async fn jobs_api_refuses_bad_requests_with_the_field_named() {
             "job a: the job asks for workerCount 2 besides the master, but this trainer runs on one machine (distributed training is not implemented); set workerCount",
         ),
         (
-            json!({"jobId": "a", "predictionInput": {"dataFormat": "TEXT", "inputPaths": ["x"], "outputPath": "y", "region": "us-central1", "uri": "z"}}),
-            501,
-            "UNIMPLEMENTED",
-            "batch prediction jobs are not run by this server yet",
+            json!({"jobId": "a", "predictionInput": {"dataFormat": "CSV", "inputPaths": ["x"], "outputPath": "y", "region": "us-central1", "uri": "z"}}),
+            400,
+            "INVALID_ARGUMENT",
+            "Field: job.prediction_input.data_format Error: CSV is not supported by this server",
+        ),
+        (
+            json!({"jobId": "a", "predictionInput": {"dataFormat": "TEXT", "inputPaths": ["x"], "outputPath": "y", "region": "us-central1", "modelName": "projects/default/models/nope"}}),
+            400,
+            "INVALID_ARGUMENT",
+            "Field: job.prediction_input.model_name Error: model \"nope\" not found",
+        ),
+        (
+            json!({"jobId": "a", "predictionInput": {"dataFormat": "TEXT", "inputPaths": ["x"], "outputPath": "y", "region": "us-central1", "uri": "z"}, "trainingInput": {"jobDir": job_dir}}),
+            400,
+            "INVALID_ARGUMENT",
+            "a job has either trainingInput or predictionInput, not both",
         ),
     ];
     for (body, want_status, want_code, want_message) in cases {

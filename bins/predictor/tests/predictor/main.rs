@@ -13,6 +13,7 @@ mod jobs_http;
 mod jobs_tuning_gcloud;
 mod load_limits;
 mod local_cli;
+mod prediction_gcloud;
 mod serve_bad_requests;
 mod serve_e2e;
 mod serve_grpc;
