@@ -30,9 +30,15 @@ impl Severity {
     /// The severity of a line the trainer printed: its `error:` / `warning:` prefixes.
     pub fn of_trainer_line(line: &str) -> Severity {
         let lower = line.trim_start().to_ascii_lowercase();
-        if lower.starts_with("error") {
+        // `error: …` / `ERROR …`, but not a word that starts so (`errorCount: 0`).
+        let word = |prefix: &str| {
+            lower
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        };
+        if word("error") {
             Severity::Error
-        } else if lower.starts_with("warning") {
+        } else if word("warning") {
             Severity::Warning
         } else {
             Severity::Info
