@@ -335,9 +335,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
+        let addr = config.addr;
+        let registry = config.registry.clone();
+        let device = device::describe(&config.device);
+        // As TF Serving: the configured models load (or fail, and say why in their status)
+        // before the ports open, so the first request after "listening on" finds them.
+        let server = serving::Server::load(config, None).await?;
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {}", config.addr))?;
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let grpc_listener = match grpc_addr {
             Some(addr) => Some(
@@ -356,13 +362,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             writeln!(stdout, "listening on http://{local}")?;
             stdout.flush()?;
         }
-        tracing::info!(
-            %local,
-            registry = %config.registry,
-            device = device::describe(&config.device),
-            "predictor serve started"
-        );
-        serving::serve(config, None, listener, grpc_listener, shutdown_signal()).await?;
+        tracing::info!(%local, %registry, %device, "predictor serve started");
+        server
+            .serve(listener, grpc_listener, shutdown_signal())
+            .await?;
         Ok(())
     })
 }

@@ -70,7 +70,7 @@ pub use body::{
 };
 pub use connections::DEFAULT_HEADER_READ_TIMEOUT;
 pub use lifecycle::predictor::{LoadFuture, ModelLoader, Predictor, SavedModelLoader};
-pub use server::{DEFAULT_MAX_BODY_BYTES, JobsOptions, ServeConfig, serve};
+pub use server::{DEFAULT_MAX_BODY_BYTES, JobsOptions, ServeConfig, Server, serve};
 pub use vertex::{VertexModel, VertexRoutes};
 
 /// Failures that stop the server from starting or running (request failures are [`ApiError`]s).

@@ -1,5 +1,6 @@
-//! Wiring: the configuration, the state HTTP requests share, and [`serve`], which starts the
-//! model lifecycle and the listeners and shuts them down.
+//! Wiring: the configuration, the state HTTP requests share, and [`Server`], which starts the
+//! model lifecycle (the configured models are loaded before [`Server::serve`] takes the
+//! listeners), serves, and shuts down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,9 +184,129 @@ async fn open_jobs(
         .map_err(|e| registry_error(e.to_string()))
 }
 
-/// Serves HTTP on `listener`, and TF Serving's gRPC API on `grpc_listener` when given, until
-/// `shutdown` resolves; then stops accepting, lets in-flight requests finish (at most
-/// `shutdown_grace`) and returns.
+/// A server whose configured models are loaded, not yet listening: [`Server::load`], then
+/// [`Server::serve`]. The binary binds its ports in between, so that they open only once the
+/// `--model` / `--model-base-path` versions are AVAILABLE (or have failed and say why), as TF
+/// Serving does; models created later through the API load in the background.
+pub struct Server {
+    config: ServeConfig,
+    models: Arc<ModelLifecycle>,
+    metrics: Arc<Metrics>,
+    jobs: Arc<jobs::Jobs>,
+}
+
+impl Server {
+    /// Opens the registry and the jobs, and loads the file-system models' versions (each with
+    /// its check prediction). Registry versions start loading in the background.
+    pub async fn load(
+        config: ServeConfig,
+        loader: Option<Arc<dyn ModelLoader>>,
+    ) -> Result<Server, ServingError> {
+        let loader = loader.unwrap_or_else(|| {
+            // The budget is checked for the largest batch a version runs: a merged batch, or a
+            // request's own rows (a 1.5 MB body holds at most a few hundred MNIST images).
+            let max_batch = config
+                .batching
+                .as_ref()
+                .map_or(savedmodel_runtime::DEFAULT_MAX_BATCH, |b| {
+                    b.max_batch_size.max(savedmodel_runtime::DEFAULT_MAX_BATCH)
+                });
+            let limits = savedmodel_runtime::LoadLimits {
+                memory_budget: config.memory_budget,
+                max_batch,
+            };
+            Arc::new(SavedModelLoader::with_limits(config.device.clone(), limits))
+        });
+        let metrics = Arc::new(Metrics::default());
+        let models = ModelLifecycle::start(&config, loader, metrics.clone()).await?;
+        let jobs = open_jobs(&config, &models).await?;
+        models.load_file_models().await;
+        Ok(Server {
+            config,
+            models,
+            metrics,
+            jobs,
+        })
+    }
+
+    /// Serves HTTP on `listener`, and TF Serving's gRPC API on `grpc_listener` when given, until
+    /// `shutdown` resolves; then stops accepting, lets in-flight requests finish (at most
+    /// `shutdown_grace`) and returns.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        grpc_listener: Option<tokio::net::TcpListener>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServingError> {
+        let Server {
+            mut config,
+            models,
+            metrics,
+            jobs,
+        } = self;
+        // The address actually bound decides the access rules (port 0, or a listener made
+        // elsewhere).
+        if let Ok(bound) = listener.local_addr() {
+            config.addr = bound;
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        models.start_background(stop_rx.clone());
+        let state = Arc::new(AppState {
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            access: AccessRules::new(&config, config.addr),
+            config,
+            models,
+            metrics,
+            slow_bodies: SlowBodies::default(),
+            jobs,
+        });
+        if let Some(listener) = grpc_listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving TF Serving's gRPC API");
+            }
+            let mut stop = stop_rx.clone();
+            let grpc = crate::grpc::serve(state.clone(), listener, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            tokio::spawn(async move {
+                if let Err(e) = grpc.await {
+                    tracing::error!(error = %e, "the gRPC server stopped");
+                }
+            });
+        }
+        let app = crate::http::router(state.clone());
+        let grace = state.config.shutdown_grace;
+        let (signalled_tx, mut signalled_rx) = watch::channel(false);
+        let server = crate::connections::serve_connections(
+            listener,
+            app,
+            state.config.header_read_timeout,
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = stop_tx.send(true);
+                let _ = signalled_tx.send(true);
+            },
+        );
+        let jobs = state.jobs.clone();
+        let result = tokio::select! {
+            () = server => Ok(()),
+            _ = async {
+                let _ = signalled_rx.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
+                Ok(())
+            }
+        };
+        // Running jobs are stopped (their trainers checkpoint) and recorded FAILED with the reason.
+        jobs.shutdown().await;
+        result
+    }
+}
+
+/// [`Server::load`], then [`Server::serve`] on listeners already bound (connections wait in
+/// their backlog while the models load).
 pub async fn serve(
     config: ServeConfig,
     loader: Option<Arc<dyn ModelLoader>>,
@@ -193,80 +314,8 @@ pub async fn serve(
     grpc_listener: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServingError> {
-    let loader = loader.unwrap_or_else(|| {
-        // The budget is checked for the largest batch a version runs: a merged batch, or a
-        // request's own rows (a 1.5 MB body holds at most a few hundred MNIST images).
-        let max_batch = config
-            .batching
-            .as_ref()
-            .map_or(savedmodel_runtime::DEFAULT_MAX_BATCH, |b| {
-                b.max_batch_size.max(savedmodel_runtime::DEFAULT_MAX_BATCH)
-            });
-        let limits = savedmodel_runtime::LoadLimits {
-            memory_budget: config.memory_budget,
-            max_batch,
-        };
-        Arc::new(SavedModelLoader::with_limits(config.device.clone(), limits))
-    });
-    let mut config = config;
-    // The address actually bound decides the access rules (port 0, or a listener made elsewhere).
-    if let Ok(bound) = listener.local_addr() {
-        config.addr = bound;
-    }
-    let metrics = Arc::new(Metrics::default());
-    let models = ModelLifecycle::start(&config, loader, metrics.clone()).await?;
-    let jobs = open_jobs(&config, &models).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    models.start_background(stop_rx.clone());
-    let state = Arc::new(AppState {
-        in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
-        access: AccessRules::new(&config, config.addr),
-        config,
-        models,
-        metrics,
-        slow_bodies: SlowBodies::default(),
-        jobs,
-    });
-    if let Some(listener) = grpc_listener {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving TF Serving's gRPC API");
-        }
-        let mut stop = stop_rx.clone();
-        let grpc = crate::grpc::serve(state.clone(), listener, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        tokio::spawn(async move {
-            if let Err(e) = grpc.await {
-                tracing::error!(error = %e, "the gRPC server stopped");
-            }
-        });
-    }
-    let app = crate::http::router(state.clone());
-    let grace = state.config.shutdown_grace;
-    let (signalled_tx, mut signalled_rx) = watch::channel(false);
-    let server = crate::connections::serve_connections(
-        listener,
-        app,
-        state.config.header_read_timeout,
-        async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_tx.send(true);
-            let _ = signalled_tx.send(true);
-        },
-    );
-    let jobs = state.jobs.clone();
-    let result = tokio::select! {
-        () = server => Ok(()),
-        _ = async {
-            let _ = signalled_rx.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
-            Ok(())
-        }
-    };
-    // Running jobs are stopped (their trainers checkpoint) and recorded FAILED with the reason.
-    jobs.shutdown().await;
-    result
+    Server::load(config, loader)
+        .await?
+        .serve(listener, grpc_listener, shutdown)
+        .await
 }

@@ -20,5 +20,6 @@ mod serve_grpc;
 mod serve_hardening;
 mod serve_model_base_path;
 mod serve_slow_bodies;
+mod serve_startup;
 mod serve_v2;
 mod serve_vertex;

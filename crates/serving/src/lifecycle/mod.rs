@@ -339,28 +339,46 @@ impl ModelLifecycle {
         })
     }
 
-    /// Starts the pollers: file-system models and the registry (for other replicas' changes).
-    pub fn start_background(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
-        let file_models: Vec<(String, Source)> = self.table.with(|models| {
+    /// The file-system models (`--model`, `--model-base-path`, Vertex's `AIP_STORAGE_URI`).
+    fn file_models(&self) -> Vec<(String, Source)> {
+        self.table.with(|models| {
             models
                 .iter()
                 .filter(|(_, m)| m.source != Source::Registry)
                 .map(|(n, m)| (n.clone(), m.source.clone()))
                 .collect()
-        });
-        for (name, source) in file_models {
+        })
+    }
+
+    /// Loads every file-system model's version once, all at the same time, and returns when each
+    /// is AVAILABLE or has failed (logged, and shown on its status). The server calls this before
+    /// it listens, as TF Serving loads its configured models before opening its ports: the first
+    /// request finds them. Registry versions keep loading in the background.
+    pub async fn load_file_models(self: &Arc<Self>) {
+        let mut loads = tokio::task::JoinSet::new();
+        for (name, source) in self.file_models() {
+            let state = self.clone();
+            loads.spawn(async move { state.poll_file_model(&name, &source).await });
+        }
+        while loads.join_next().await.is_some() {}
+    }
+
+    /// Starts the pollers: base paths (after the first poll, [`ModelLifecycle::load_file_models`])
+    /// and the registry (for other replicas' changes).
+    pub fn start_background(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        for (name, source) in self.file_models() {
+            if !matches!(source, Source::BasePath(_)) {
+                continue;
+            }
             let state = self.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
-                    state.poll_file_model(&name, &source).await;
-                    if matches!(source, Source::Single(_)) {
-                        return;
-                    }
                     tokio::select! {
                         _ = tokio::time::sleep(state.settings.poll_interval) => {}
                         _ = shutdown.changed() => return,
                     }
+                    state.poll_file_model(&name, &source).await;
                 }
             });
         }
