@@ -526,20 +526,9 @@ impl SendPtr {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u64, zeros_every: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                if s.is_multiple_of(zeros_every) {
-                    0.0
-                } else {
-                    ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-                }
-            })
-            .collect()
+    /// Seeded values in [-1, 1), about one in `zeros_every` exactly zero (0: none).
+    fn values(n: usize, seed: u64, zeros_every: usize) -> Vec<f32> {
+        test_rng::signed_values(n, seed, zeros_every)
     }
 
     /// Straightforward f64 reference.
@@ -597,7 +586,7 @@ mod tests {
         // partial column groups and panels.
         for (rows, k, n, zeros_every) in [(200, 784, 144, 5), (97, 70, 200, 2), (13, 33, 70, 1000)]
         {
-            let x: Vec<f32> = values(rows * k, 11, 1)
+            let x: Vec<f32> = values(rows * k, 11, 0)
                 .iter()
                 .zip(values(rows * k, 12, zeros_every))
                 .map(|(v, keep)| if keep == 0.0 { 0.0 } else { *v })

@@ -402,19 +402,7 @@ mod tests {
     /// Small deterministic pseudo-random values in [-1, 1), some exactly zero or negative so
     /// that ReLU masks are exercised.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                if s.is_multiple_of(7) {
-                    0.0
-                } else {
-                    ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-                }
-            })
-            .collect()
+        test_rng::signed_values(n, seed, 7)
     }
 
     struct Case {

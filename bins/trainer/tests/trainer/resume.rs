@@ -76,13 +76,10 @@ fn random_steps(count: usize) -> (u64, Vec<u64>) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
-    let mut state = seed;
+    let mut rng = test_rng::TestRng::new(seed);
     let mut steps = Vec::new();
     while steps.len() < count {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let step = 1 + state % (TOTAL_STEPS - 1);
+        let step = 1 + rng.next_u64() % (TOTAL_STEPS - 1);
         if !steps.contains(&step) {
             steps.push(step);
         }

@@ -8,18 +8,7 @@ use mnist_model::{
     Activation, Backend, Device, EngineOptions, Mlp, ModelConfig, RunningMetrics, SgdMomentum,
 };
 
-/// xorshift values in [0, 1): deterministic test data without extra dependencies.
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
-}
+use test_rng::uniform;
 
 /// A learnable toy problem: noise pixels, with the pixel group of the label's class brightened.
 fn toy_data(rows: usize, input_dim: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {

@@ -9,10 +9,10 @@
 
 // Test code: a failed unwrap is a failed test.
 
-use crate::common::Rng;
 use predict_json::json::{self, Json, Number, Rules};
 use serde::Deserialize as _;
 use serde::de::IgnoredAny;
+use test_rng::TestRng;
 
 const SEEDS: &[&str] = &[
     r#"{"instances": [[0.0, 0.5, 1e-3, -2, 3.25E+2], [1, 2, 3, 4, 5]]}"#,
@@ -29,7 +29,7 @@ const SEEDS: &[&str] = &[
 
 const NOISE: &[u8] = b"[]{},:\"\\ -+.eE0159tfnulaxNIy\n\t/u\x01\xc3\xa9\xff";
 
-fn mutate(rng: &mut Rng, text: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut TestRng, text: &[u8]) -> Vec<u8> {
     let mut out = text.to_vec();
     for _ in 0..1 + rng.below(3) {
         let at = rng.below(out.len() + 1);
@@ -108,7 +108,7 @@ fn agree(ours: &Outcome, reference: &Outcome) -> bool {
 
 #[test]
 fn gcloud_rules_read_like_serde_json() {
-    let mut rng = Rng::seeded(0x243f_6a88_85a3_08d3);
+    let mut rng = TestRng::new(0x243f_6a88_85a3_08d3);
     let mut cases: Vec<Vec<u8>> = SEEDS.iter().map(|s| s.as_bytes().to_vec()).collect();
     for _ in 0..60_000 {
         let seed = SEEDS[rng.below(SEEDS.len())].as_bytes();

@@ -10,8 +10,8 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use crate::common::Rng;
 use predict_json::{NonFinite, gcloud_table_float, python_repr, tf_serving_f32, tf_serving_f64};
+use test_rng::TestRng;
 
 const PYTHON: &str = r#"
 import struct, sys
@@ -43,11 +43,11 @@ for line in sys.stdin:
 
 #[test]
 fn float_text_matches_cpython() {
-    let mut rng = Rng::seeded(0x9e37_79b9_7f4a_7c15);
+    let mut rng = TestRng::new(0x9e37_79b9_7f4a_7c15);
     // (line for python, the value, whether it is a float32)
     let mut values: Vec<(String, f64, bool)> = Vec::new();
     for i in 0..40_000 {
-        let bits = rng.next();
+        let bits = rng.next_u64();
         if i % 2 == 0 {
             // Random float32 bit patterns, plus probabilities-like values in (0, 1).
             let f = if i % 4 == 0 {

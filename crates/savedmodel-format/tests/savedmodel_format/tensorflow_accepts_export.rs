@@ -13,12 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
 use savedmodel_format::bundle::{BundleIndex, write_bundle};
 use savedmodel_format::writer::{Activation, DenseLayer, MlpExport, export_mlp};
 use savedmodel_format::{HostTensor, TensorData};
 use serde_json::{Value, json};
+use test_rng::TestRng;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -68,19 +67,7 @@ fn run_helper(args: &[&str]) -> Value {
     })
 }
 
-/// A seeded generator (rand's `StdRng`), so failures are reproducible.
-struct Rng(StdRng);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0.random()
-    }
-    fn symmetric(&mut self, scale: f32) -> f32 {
-        (self.next_f32() * 2.0 - 1.0) * scale
-    }
-}
-
-fn random_mlp(rng: &mut Rng, dims: &[usize], activations: &[Activation]) -> MlpExport {
+fn random_mlp(rng: &mut TestRng, dims: &[usize], activations: &[Activation]) -> MlpExport {
     let layers = dims
         .windows(2)
         .zip(activations)
@@ -141,7 +128,7 @@ fn as_f64s(value: &Value) -> Vec<f64> {
 
 #[test]
 fn tensorflow_loads_and_runs_exported_mlps() {
-    let mut rng = Rng(StdRng::seed_from_u64(0x5eed_1234_abcd_0001));
+    let mut rng = TestRng::new(0x5eed_1234_abcd_0001);
     use Activation::{Linear, Relu};
     let models = [
         random_mlp(&mut rng, &[784, 32, 16, 10], &[Relu, Relu, Linear]),
@@ -156,7 +143,7 @@ fn tensorflow_loads_and_runs_exported_mlps() {
         write_model(&dir, model);
         let input_dim = model.layers[0].in_dim;
         let batch: Vec<Vec<f32>> = (0..6)
-            .map(|_| (0..input_dim).map(|_| rng.next_f32()).collect())
+            .map(|_| (0..input_dim).map(|_| rng.unit()).collect())
             .collect();
         case_models.push(json!({"dir": dir.to_str().unwrap(), "inputs": batch}));
         batches.push(batch);

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Rng, expected, fixture_dir, location, read};
+use crate::common::{expected, fixture_dir, location, read};
 use candle_core::Device;
 use prost::Message;
 use savedmodel_format::bundle::{BundleIndex, VARIABLES_INDEX, write_bundle};
 use savedmodel_format::proto::{AttrValue, NodeDef, SavedModel, TensorShapeProto, tensor_info};
 use savedmodel_runtime::{DataType, HostTensor, LoadedModel, RuntimeError, TensorData};
+use test_rng::TestRng;
 
 fn decode(name: &str) -> SavedModel {
     SavedModel::decode(read(name, "saved_model.pb").as_slice()).unwrap()
@@ -503,7 +504,7 @@ fn inputs_are_checked_against_the_signature() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng::new(0x5eed);
+    let mut rng = TestRng::new(0x5eed);
     for round in 0..400 {
         let len = rng.below(3000);
         let bytes = rng.bytes(len);
@@ -535,7 +536,7 @@ fn mutated_models_never_panic() {
         "variables/variables.data-00000-of-00001",
     );
     let original = read("tf1-training-graph", "saved_model.pb");
-    let mut rng = Rng::new(42);
+    let mut rng = TestRng::new(42);
     let mut loaded = 0;
     for _ in 0..300 {
         let mut bytes = original.clone();

@@ -151,24 +151,3 @@ pub fn compare_scaled(
 pub fn compare(key: &str, ours: &HostTensor, theirs: &HostTensor, tolerance: f64) -> f64 {
     compare_scaled(key, ours, theirs, tolerance, Scale::Element)
 }
-
-/// A tiny deterministic generator for fuzz-style tests (xorshift64*).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}

@@ -11,15 +11,9 @@ use training::{
 
 /// 50 random 4x4 "images" with labels 0..3.
 fn dataset(seed: u8, n: usize) -> Dataset {
-    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
-    let pixels = (0..n * 16).map(|_| (next() % 256) as u8).collect();
-    let labels = (0..n).map(|_| (next() % 3) as u8).collect();
+    let mut rng = test_rng::TestRng::new(u64::from(seed));
+    let pixels = rng.bytes(n * 16);
+    let labels = (0..n).map(|_| rng.below(3) as u8).collect();
     Dataset::from_parts(pixels, labels, 4, 4).unwrap()
 }
 
