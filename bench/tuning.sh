@@ -67,6 +67,18 @@ if [ "$state" != SUCCEEDED ]; then
   exit 1
 fi
 echo "tuning job ($TRIALS trials, $PARALLEL in parallel): ${tuning_seconds}s"
+# Each trial's own wall time (start to end, as the job records them), to separate the trainers'
+# time from the service's.
+python3 -c '
+import json, sys
+from datetime import datetime
+def t(s): return datetime.fromisoformat(s.replace("Z", "+00:00"))
+job = json.loads(sys.argv[1])
+trials = sorted(job["trainingOutput"]["trials"], key=lambda t: int(t["trialId"]))
+spans = [(t(x["startTime"]), t(x["endTime"])) for x in trials]
+print("trial wall times (s): " + " ".join(f"{(e - s).total_seconds():.2f}" for s, e in spans))
+print(f"first trial start to last trial end: {(max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds():.2f}s")
+' "$job"
 
 # The same hyperparameters, one plain trainer run after the other.
 mapfile -t flags < <(python3 -c '
