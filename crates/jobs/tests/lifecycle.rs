@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobs::{Job, JobState, Jobs, LogQuery, NewJob};
+use jobs::{Job, JobState, Jobs, NewJob};
 use serde_json::json;
-use support::{messages, script, test_config, wait};
+use support::{entries, messages, script, test_config, wait};
 
 async fn open(dir: &Path, trainer: &Path) -> Arc<Jobs> {
     let mut config = test_config(dir);
@@ -166,13 +166,8 @@ async fn start_tuning(
 
 /// `severity task trial message` per log entry (trial `-` when untagged).
 async fn tagged_messages(jobs: &Jobs, id: &str) -> Vec<String> {
-    let query = LogQuery {
-        job_id: id.to_string(),
-        ..LogQuery::default()
-    };
-    jobs.logs(&query)
+    entries(jobs, id)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| {
             format!(

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use jobs::{Job, Jobs, JobsConfig, LogQuery};
+use jobs::{Job, Jobs, JobsConfig, LogEntry, LogQuery};
 
 /// An executable `/bin/sh` script `dir/name` running `body`.
 pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -40,15 +40,19 @@ pub async fn wait(jobs: &Jobs, id: &str, done: impl Fn(&Job) -> bool) -> Job {
     }
 }
 
-/// The job's log entries as `SEVERITY task message`.
-pub async fn messages(jobs: &Jobs, id: &str) -> Vec<String> {
+/// The job's log entries, oldest first.
+pub async fn entries(jobs: &Jobs, id: &str) -> Vec<LogEntry> {
     let query = LogQuery {
         job_id: id.to_string(),
         ..LogQuery::default()
     };
-    jobs.logs(&query)
+    jobs.logs(&query).await.unwrap()
+}
+
+/// The job's log entries as `SEVERITY task message`.
+pub async fn messages(jobs: &Jobs, id: &str) -> Vec<String> {
+    entries(jobs, id)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| format!("{} {} {}", e.severity.name(), e.task, e.message))
         .collect()
