@@ -630,7 +630,7 @@ impl Jobs {
             };
             job.state = state;
             job.error_message = error;
-            job.end_time = Some(end);
+            job.end_time = Some(end.clone());
             job.job_position = None;
             if job.prediction_input.is_some() {
                 // One machine: node hours are wall hours (to the second).
@@ -643,6 +643,19 @@ impl Jobs {
                     .training_output
                     .get_or_insert_with(TrainingOutput::default);
                 output.consumed_m_l_units = (hours * 100.0).round() / 100.0;
+                // Trials a restart (or a crash of the tuning loop) left open end with the job,
+                // instead of showing RUNNING forever in `jobs describe`.
+                let trial_end = if state == JobState::Cancelled {
+                    TrialState::Cancelled
+                } else {
+                    TrialState::Failed
+                };
+                for trial in output.tuning.iter_mut().flat_map(|t| t.trials.iter_mut()) {
+                    if matches!(trial.state, TrialState::Running | TrialState::Queued) {
+                        trial.state = trial_end;
+                        trial.end_time = Some(end.clone());
+                    }
+                }
             }
         })
         .await;

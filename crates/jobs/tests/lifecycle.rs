@@ -390,3 +390,52 @@ async fn cancelling_a_tuning_job_stops_every_running_trial() {
     // Nothing was left to SIGKILL: every trial ended on SIGTERM.
     assert!(!log.iter().any(|l| l.contains("SIGKILL;")), "{log:#?}");
 }
+
+/// A server that dies mid-tuning leaves no trial RUNNING: the next server finds the job FAILED,
+/// and the trials it was running FAILED with an end time, not RUNNING forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_mid_tuning_ends_the_running_trials_with_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "trap 'exit 75' TERM; echo started; while true; do sleep 0.05; done";
+    let jobs = start_tuning(tmp.path(), "tune_restart", body, 4, 0).await;
+    wait(&jobs, "tune_restart", |j| {
+        j.training_output
+            .as_ref()
+            .and_then(|o| o.tuning.as_ref())
+            .is_some_and(|t| {
+                !t.trials.is_empty()
+                    && t.trials
+                        .iter()
+                        .all(|t| t.state == jobs::TrialState::Running)
+            })
+    })
+    .await;
+    // Let the store catch up, then take the registry as a restarted server would find it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted = tempfile::tempdir().unwrap();
+    copy_tree(&tmp.path().join("reg"), &restarted.path().join("reg"));
+    let reopened = open(restarted.path(), &tmp.path().join("trainer")).await;
+    let job = reopened.get("tune_restart").unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let trials = &tuning(&job).trials;
+    assert!(!trials.is_empty(), "{job:?}");
+    for trial in trials {
+        assert_eq!(trial.state, jobs::TrialState::Failed, "{trial:?}");
+        assert!(trial.end_time.is_some(), "{trial:?}");
+    }
+    jobs.cancel("tune_restart").await.unwrap();
+    wait(&jobs, "tune_restart", |j| j.state == JobState::Cancelled).await;
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
