@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FinalMetric {
-    #[serde(with = "int64_string")]
+    #[serde(with = "job_config::int64_string")]
     pub training_step: i64,
     pub objective_value: f64,
 }
@@ -60,7 +60,7 @@ pub struct TrialOutput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TuningOutput {
-    #[serde(with = "int64_string")]
+    #[serde(with = "job_config::int64_string")]
     pub completed_trial_count: i64,
     pub trials: Vec<TrialOutput>,
     pub is_hyperparameter_tuning_job: bool,
@@ -102,28 +102,6 @@ pub fn better(goal: Goal, candidate: f64, incumbent: f64) -> bool {
     match goal {
         Goal::Maximize => candidate > incumbent,
         Goal::Minimize => candidate < incumbent,
-    }
-}
-
-mod int64_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&value.to_string())
-    }
-
-    /// Protobuf's JSON accepts an int64 as a string or a number.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Text(String),
-            Number(i64),
-        }
-        match Either::deserialize(deserializer)? {
-            Either::Number(n) => Ok(n),
-            Either::Text(text) => text.parse().map_err(serde::de::Error::custom),
-        }
     }
 }
 

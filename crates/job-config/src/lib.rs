@@ -36,6 +36,7 @@
 //!   succeeded, so [`JobConfig::resolved`] is a plain field and callers never handle a second error.
 
 mod hyperparameters;
+mod int64_json;
 mod job;
 mod machine;
 mod node;
@@ -50,6 +51,7 @@ use std::path::PathBuf;
 pub use hyperparameters::{
     Goal, HyperparameterSpec, ParameterSpec, ParameterType, ScaleType, SearchAlgorithm,
 };
+pub use int64_json::{int64_string, int64_string_option};
 pub use job::{DocumentShape, JobConfig, MAX_CONFIG_BYTES};
 pub use machine::{
     AcceleratorType, CLOUD_TPU, ComputeEngineMachine, GPU_REGIONS, LegacyMachineType, MachineType,

@@ -70,7 +70,7 @@ pub struct Job {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "int64_string_option"
+        with = "job_config::int64_string_option"
     )]
     pub job_position: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,9 +103,9 @@ pub struct TrainingOutput {
 pub struct PredictionOutput {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_path: String,
-    #[serde(with = "int64_string")]
+    #[serde(with = "job_config::int64_string")]
     pub prediction_count: i64,
-    #[serde(with = "int64_string")]
+    #[serde(with = "job_config::int64_string")]
     pub error_count: i64,
     #[serde(default)]
     pub node_hours: f64,
@@ -151,47 +151,6 @@ impl NewJob {
             training_input: Some(training_input),
             ..NewJob::default()
         }
-    }
-}
-
-/// int64 fields travel as JSON strings (protobuf's JSON mapping); numbers are accepted too.
-mod int64_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&value.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Number(i64),
-            Text(String),
-        }
-        match Either::deserialize(deserializer)? {
-            Either::Number(n) => Ok(n),
-            Either::Text(text) => text.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-mod int64_string_option {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(v) => super::int64_string::serialize(v, serializer),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<i64>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "super::int64_string")] i64);
-        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
     }
 }
 
