@@ -223,9 +223,13 @@ pub(crate) unsafe fn nonzero_mask(row: &[f32], masks: &mut Vec<u32>) {
     }
 }
 
-/// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin):
-/// up to 6 rows x 1 panel (12 of the 16 `ymm` registers as accumulators); 1 row x 4 panels
-/// and 2 rows x 2 panels keep 8 accumulators.
+/// One inference tile (see [`crate::avx512::dense_infer`], of which this is the AVX2 twin).
+/// Every shape keeps 12 of the 16 `ymm` registers as accumulators (two per row and panel), so
+/// that each fused multiply-add chain has a dozen independent neighbours to hide its latency
+/// behind: 6 rows x 1 panel, 4 rows x 1 panel (8), 3 rows x 2 panels, 2 rows x 3 panels, and
+/// 1 row x 4 panels (8). The shorter tiles matter most: they run over the union of fewer rows'
+/// non-zero inputs (see `crate::infer`), and with 6 accumulators (3 x 1) or 8 (2 x 2) they
+/// were latency-bound.
 ///
 /// # Safety
 /// See [`crate::infer::InferTile`]; the CPU must support AVX2 and FMA.
@@ -236,8 +240,6 @@ pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
     // arm's row count is `t.rows.len()`.
     unsafe {
         match t.rows.len() {
-            // One or two rows: a weight load per one or two multiply-adds, so several panels
-            // at once (8 accumulators) for independent FMA chains.
             1 => {
                 while p + 4 <= t.panels.end {
                     infer_tile::<1, 4>(t, p);
@@ -245,8 +247,18 @@ pub(crate) unsafe fn dense_infer(t: &InferTile<'_>) {
                 }
             }
             2 => {
+                while p + 3 <= t.panels.end {
+                    infer_tile::<2, 3>(t, p);
+                    p += 3;
+                }
                 while p + 2 <= t.panels.end {
                     infer_tile::<2, 2>(t, p);
+                    p += 2;
+                }
+            }
+            3 => {
+                while p + 2 <= t.panels.end {
+                    infer_tile::<3, 2>(t, p);
                     p += 2;
                 }
             }
@@ -280,12 +292,38 @@ unsafe fn infer_tile<const MR: usize, const NP: usize>(t: &InferTile<'_>, panel:
         let stride = layer.panel_stride();
         for &kk in t.ks {
             let kk = kk as usize;
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let xv = _mm256_broadcast_ss(&*x.add(r * t.x_ld + kk));
-                for (h, acc_rh) in acc_r.iter_mut().enumerate() {
+            // Each weight and each input is loaded once per column `kk`. Whichever of the two
+            // has fewer registers' worth is loaded up front and the other one at a time, so
+            // that with the 12 accumulators everything fits in the 16 registers: 6 x 1 holds
+            // its 2 weight vectors (15 registers), 3 x 2 and 2 x 3 hold their inputs (16 and
+            // 15). Holding both spilled (3 x 2 and 2 x 3 then cost twice as much per
+            // multiply-add as 6 x 1).
+            if 2 * NP < MR {
+                let mut wv = [[_mm256_setzero_ps(); 2]; NP];
+                for (h, w_h) in wv.iter_mut().enumerate() {
                     let w = w0.add(h * stride + kk * PANEL);
-                    acc_rh[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w), acc_rh[0]);
-                    acc_rh[1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w.add(8)), acc_rh[1]);
+                    w_h[0] = _mm256_loadu_ps(w);
+                    w_h[1] = _mm256_loadu_ps(w.add(8));
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_broadcast_ss(&*x.add(r * t.x_ld + kk));
+                    for (acc_rh, w_h) in acc_r.iter_mut().zip(&wv) {
+                        acc_rh[0] = _mm256_fmadd_ps(xv, w_h[0], acc_rh[0]);
+                        acc_rh[1] = _mm256_fmadd_ps(xv, w_h[1], acc_rh[1]);
+                    }
+                }
+            } else {
+                let mut xv = [_mm256_setzero_ps(); MR];
+                for (r, x_r) in xv.iter_mut().enumerate() {
+                    *x_r = _mm256_broadcast_ss(&*x.add(r * t.x_ld + kk));
+                }
+                for h in 0..NP {
+                    for half in 0..2 {
+                        let w = _mm256_loadu_ps(w0.add(h * stride + kk * PANEL + 8 * half));
+                        for (acc_r, x_r) in acc.iter_mut().zip(&xv) {
+                            acc_r[h][half] = _mm256_fmadd_ps(*x_r, w, acc_r[h][half]);
+                        }
+                    }
                 }
             }
         }

@@ -23,6 +23,16 @@ pub enum CpuKernelsError {
     Bias { n: usize, found: usize },
     #[error("input holds {found} values, which is not a whole number of rows of {k}")]
     Input { k: usize, found: usize },
+    #[error("a stack of Dense layers needs at least one layer")]
+    EmptyStack,
+    #[error(
+        "layer {layer} of the stack takes {k} inputs, but the layer before it gives {previous_n}"
+    )]
+    StackWidths {
+        layer: usize,
+        k: usize,
+        previous_n: usize,
+    },
     /// A convolution or pooling whose shapes do not fit (says which and why).
     #[error("{0}")]
     Geometry(String),

@@ -18,14 +18,18 @@
 //! the union of 2 rows 29%, of 6 rows 42%, of 12 rows 49%; after the first ReLU 37%, 57%
 //! (2 rows) and 85% (6 rows). So the height is chosen per block from the block's own zeros:
 //! the estimated cost of each height is (union x rows) multiply-adds times that height's
-//! measured cost per multiply-add ([`height_costs`]), and the cheapest wins. Measured per
-//! layer of the reference MLP with each height forced (a throwaway harness timing each layer
-//! alone, best of repeated calls) on the 10,000 test images (AMD EPYC Zen 4, 2 threads,
-//! AVX-512, ns per 1000 multiply-adds actually run): 1 row 38-47, 2 rows 16-21, 3 rows 15-18,
-//! 4 and 6 rows 12-13; AVX2 alike within 10-20%.
+//! measured cost per multiply-add ([`height_costs`]), and the cheapest wins. The costs come
+//! from `examples/tile_heights.rs`, which times the reference MLP's two wide layers on the
+//! 10,000 test images with each height forced (AMD EPYC Zen 4, 2 threads; ns per 1000
+//! multiply-adds actually run, 784->512 / 512->256): AVX-512 1 row 30/35, 2 rows 15/17,
+//! 3 rows 12/11, 4 rows 11/10.5, 6 rows 10.6/10.2; AVX2 1 row 33/35, 2 rows 18/17, 3 rows
+//! 14/12, 4 rows 14/12, 6 rows 12.6/10.6. Per layer, the fastest height overall was 3 rows
+//! with AVX-512 for both layers, 3 rows (first) and 6 rows (second) with AVX2.
 //! One row is load-bound (a weight load per FMA, from L2) and never wins once a block has two
 //! rows, so the SIMD tables start at 2; batch 1 runs one-row tiles. The 12-row tile of the
-//! first version was both the worst skipper and spilled its 24 accumulators.
+//! first version was both the worst skipper and spilled its 24 accumulators; the AVX2 3-row
+//! tile, until it covered two panels at once, had 6 accumulators and cost 1.5x the 6-row
+//! tile per multiply-add.
 //!
 //! Column groups of [`COLUMN_GROUP`] panels are the outer loop within a block: a group's
 //! weights (400 KB for the first layer) stay in L2 while every tile of the block runs over
@@ -181,8 +185,21 @@ impl DenseLayer {
         self.forward_tiled(isa, x, None)
     }
 
+    /// As [`DenseLayer::forward_with`], with every tile `height` rows tall (1 to
+    /// [`MAX_TILE_ROWS`]) instead of the height chosen per block: every height gives the same
+    /// bits (tested), and `examples/tile_heights.rs` measures what each costs, which is where
+    /// the table the choice uses comes from.
+    pub fn forward_with_tile_height(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        height: usize,
+    ) -> Result<Vec<f32>, CpuKernelsError> {
+        self.forward_tiled(isa, x, Some(height))
+    }
+
     /// As [`DenseLayer::forward_with`]; `height` fixes the tile height instead of choosing it
-    /// per block (for tests: every height must give the same bits).
+    /// per block.
     fn forward_tiled(
         &self,
         isa: Isa,
@@ -301,13 +318,103 @@ impl DenseLayer {
     }
 }
 
+/// `layers[last](… layers[1](layers[0](x)))` for `x` `[rows, k]` of the first layer, returned
+/// as `[rows, n]` of the last: the same bits as calling [`DenseLayer::forward`] layer after
+/// layer, but each block of [`ROW_BLOCK`] rows goes through every layer before the next block
+/// starts, so the intermediate activations (96 rows x 512 floats for the reference MLP, 196
+/// KB) stay in the core's cache instead of being written to memory and read back for the
+/// whole batch (20 MB per layer at 10,000 rows).
+pub fn forward_stack(layers: &[&DenseLayer], x: &[f32]) -> Result<Vec<f32>, CpuKernelsError> {
+    forward_stack_with(Isa::detect(), layers, x)
+}
+
+/// As [`forward_stack`], with a chosen ISA (which must be one of [`Isa::available`]).
+pub fn forward_stack_with(
+    isa: Isa,
+    layers: &[&DenseLayer],
+    x: &[f32],
+) -> Result<Vec<f32>, CpuKernelsError> {
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        return Err(CpuKernelsError::EmptyStack);
+    };
+    for (i, pair) in layers.windows(2).enumerate() {
+        if pair[0].n != pair[1].k {
+            return Err(CpuKernelsError::StackWidths {
+                layer: i + 1,
+                k: pair[1].k,
+                previous_n: pair[0].n,
+            });
+        }
+    }
+    if first.k == 0 || !x.len().is_multiple_of(first.k) {
+        return Err(CpuKernelsError::Input {
+            k: first.k,
+            found: x.len(),
+        });
+    }
+    let rows = x.len() / first.k;
+    let mut out = vec![0f32; rows * last.n];
+    let macs = layers
+        .iter()
+        .map(|l| l.macs(rows))
+        .fold(0, usize::saturating_add);
+    let chunks = chunks_for(macs, rows, MAX_TILE_ROWS);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let widest = layers.iter().map(|l| l.n).max().unwrap_or(0);
+    let run = |_: usize, chunk: usize, chunks: usize| {
+        let mine = share(rows, MAX_TILE_ROWS, chunks, chunk);
+        // Two block-sized buffers for the activations between layers, used in turn.
+        let block_rows = ROW_BLOCK.min(mine.len());
+        let mut buffers = [
+            vec![0f32; block_rows * widest],
+            vec![0f32; block_rows * widest],
+        ];
+        let mut start = mine.start;
+        while start < mine.end {
+            let block = start..(start + ROW_BLOCK).min(mine.end);
+            start = block.end;
+            let len = block.len();
+            let x_block = &x[block.start * first.k..block.end * first.k];
+            // Which buffer holds the previous layer's output (none: the input block).
+            let mut previous: Option<usize> = None;
+            for (i, layer) in layers.iter().enumerate() {
+                let [b0, b1] = &mut buffers;
+                let (input, output): (&[f32], &mut [f32]) = match previous {
+                    None => (x_block, b0),
+                    Some(0) => (b0, b1),
+                    Some(_) => (b1, b0),
+                };
+                if i + 1 == layers.len() {
+                    // SAFETY: `input` holds `len` rows of `layer.k`; `out` holds `rows` rows
+                    // of `last.n` and this chunk is the only writer of rows `block`.
+                    unsafe {
+                        let out = out_ptr.get().add(block.start * last.n);
+                        layer.run_rows(isa, input, out, 0..len, None)
+                    };
+                } else {
+                    // SAFETY: `input` holds `len` rows of `layer.k`; `output` holds at least
+                    // `len` rows of `layer.n` and is this chunk's own.
+                    unsafe { layer.run_rows(isa, input, output.as_mut_ptr(), 0..len, None) };
+                    previous = Some(usize::from(previous == Some(0)));
+                }
+            }
+        }
+    };
+    if chunks <= 1 {
+        run(0, 0, 1);
+    } else {
+        team().run_or_solo(&[chunks], run);
+    }
+    Ok(out)
+}
+
 /// Tile heights the kernels come in, and what a multiply-add costs in each, relative (measured,
 /// see the module docs): a tile runs over the union of its rows' non-zero inputs, so taller
 /// tiles reuse each weight load more but skip fewer zeros.
 fn height_costs(isa: Isa) -> &'static [(usize, f64)] {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => &[(2, 1.4), (3, 1.2), (4, 1.0), (6, 0.97)],
+        Isa::Avx512 => &[(2, 1.5), (3, 1.1), (4, 1.04), (6, 1.0)],
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => &[(2, 1.5), (3, 1.15), (4, 1.15), (6, 1.0)],
         Isa::Portable => &[(1, 1.0)],
@@ -315,7 +422,7 @@ fn height_costs(isa: Isa) -> &'static [(usize, f64)] {
 }
 
 /// The tallest tile any kernel takes.
-const MAX_TILE_ROWS: usize = 6;
+pub const MAX_TILE_ROWS: usize = 6;
 
 /// The tile height with the least estimated cost for a block of rows with non-zero `masks`
 /// (`words` per row).
@@ -362,7 +469,7 @@ unsafe fn count_ones_popcnt(words: &[u32]) -> usize {
 
 /// Rows handled together: each group of weight columns is loaded into L2 once per block
 /// rather than once per tile, and the tile height is chosen per block.
-const ROW_BLOCK: usize = 96;
+pub const ROW_BLOCK: usize = 96;
 /// Panels per column group: 8 x 16 columns of a 784-input layer are 400 KB, which stay in a
 /// 1 MB L2 next to the block's inputs.
 const COLUMN_GROUP: usize = 8;
@@ -719,5 +826,79 @@ mod tests {
             let one = layer.forward(&x[r * k..(r + 1) * k]).unwrap();
             assert_eq!(one, all[r * n..(r + 1) * n]);
         }
+    }
+
+    #[test]
+    fn a_stack_gives_the_bits_of_its_layers_one_by_one() {
+        // Widths that leave partial panels, an activation of each kind, and row counts that
+        // are a single row, not a whole block, several blocks, and enough to be split.
+        let shapes = [
+            (70, 200, Activation::Relu),
+            (200, 33, Activation::Relu6),
+            (33, 10, Activation::None),
+        ];
+        let layers: Vec<DenseLayer> = shapes
+            .iter()
+            .zip(1u64..)
+            .map(|(&(k, n, act), seed)| {
+                let w = values(k * n, 20 + seed, 1000);
+                let b = values(n, 30 + seed, 1000);
+                DenseLayer::new(&w, k, n, false, Some(&b), act).unwrap()
+            })
+            .collect();
+        let stack: Vec<&DenseLayer> = layers.iter().collect();
+        for rows in [0, 1, 95, 97, 500] {
+            let x = values(rows * 70, 40 + rows as u64, 3);
+            for isa in Isa::available() {
+                let mut want = x.clone();
+                for layer in &layers {
+                    want = layer.forward_with(isa, &want).unwrap();
+                }
+                let got = forward_stack_with(isa, &stack, &x).unwrap();
+                assert_eq!(got.len(), rows * 10);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa:?}, {rows} rows: the stack differs from its layers"
+                );
+            }
+        }
+        // One layer is a stack too.
+        let x = values(40 * 70, 50, 3);
+        assert_eq!(
+            forward_stack(&stack[..1], &x).unwrap(),
+            layers[0].forward(&x).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_stack_that_does_not_fit_is_reported() {
+        let a = DenseLayer::new(&[0.5; 6], 2, 3, false, None, Activation::None).unwrap();
+        let b = DenseLayer::new(&[0.5; 8], 4, 2, false, None, Activation::None).unwrap();
+        assert!(matches!(
+            forward_stack(&[], &[1.0; 2]),
+            Err(CpuKernelsError::EmptyStack)
+        ));
+        let err = forward_stack(&[&a, &a, &b], &[1.0; 4]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CpuKernelsError::StackWidths {
+                    layer: 1,
+                    k: 2,
+                    previous_n: 3
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "layer 1 of the stack takes 2 inputs, but the layer before it gives 3"
+        );
+        assert!(matches!(
+            forward_stack(&[&a], &[1.0; 3]),
+            Err(CpuKernelsError::Input { k: 2, found: 3 })
+        ));
     }
 }

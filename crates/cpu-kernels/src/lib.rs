@@ -17,6 +17,8 @@
 //! * [`infer`]: inference Dense layers with packed weights ([`DenseLayer`]), tiled over rows,
 //!   skipping zero inputs, run on a process-wide thread team whose size never depends on
 //!   environment variables; the chunk count comes from the size of each call.
+//!   [`forward_stack`] runs several layers (an MLP) block of rows by block of rows, so the
+//!   activations between them stay in cache.
 //! * [`conv`]: NHWC convolution as im2col + [`DenseLayer`], depthwise convolution, pooling.
 //! * [`team`]: the fixed thread team both use (phases of chunks claimed through one counter).
 //!
@@ -47,6 +49,6 @@ pub mod kernels;
 pub mod team;
 
 pub use error::CpuKernelsError;
-pub use infer::{Activation, DenseLayer};
+pub use infer::{Activation, DenseLayer, forward_stack, forward_stack_with};
 pub use kernels::{Forward, InputGrad, Isa, MatMut, MatRef, PANEL, Packed, WeightUpdate};
 pub use team::{Team, share};

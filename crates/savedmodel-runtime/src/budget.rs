@@ -375,6 +375,12 @@ fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
         Kernel::Dense(chain) => one(shape(0)
             .zip(shape(1))
             .and_then(|(x, w)| dense_output(&chain.head, &x, &w))),
+        Kernel::DenseStack(stack) => {
+            one(stack.weight_inputs().fold(shape(0), |x, (chain, w, _)| {
+                x.zip(shape(w))
+                    .and_then(|(x, w)| dense_output(&chain.head, &x, &w))
+            }))
+        }
         Kernel::Identity | Kernel::ReadVariable => same(),
         Kernel::IdentityN => inputs.to_vec(),
         Kernel::MatMul {

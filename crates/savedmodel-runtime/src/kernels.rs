@@ -138,6 +138,9 @@ pub(crate) enum Kernel {
     /// `MatMul` or `Conv2D`, with a following `BiasAdd` and `Relu`/`Relu6` fused in by the
     /// planner, on the `cpu-kernels` GEMM (see `nn.rs`).
     Dense(std::sync::Arc<crate::nn::DenseChain>),
+    /// `MatMul` chains that feed only each other, run row block by row block through all of
+    /// them (planner-built, see `nn.rs`).
+    DenseStack(std::sync::Arc<crate::nn::DenseStack>),
     /// Depthwise and transposed convolution, pooling, batch norm, padding (see `nn.rs`).
     Nn(crate::nn::NnKernel),
 }
@@ -1070,6 +1073,7 @@ impl Kernel {
             Kernel::Identity => one(input(0)?.clone()),
             Kernel::IdentityN => Ok(inputs.iter().map(|v| (*v).clone()).collect()),
             Kernel::Dense(chain) => one(chain.run(inputs, ctx)?),
+            Kernel::DenseStack(stack) => one(stack.run(inputs, ctx)?),
             Kernel::Nn(kernel) => kernel.run(inputs, ctx),
             Kernel::ReadVariable => match input(0)? {
                 Value::Resource(id) => {

@@ -517,6 +517,12 @@ impl LoadedModel {
         self.plans.get(signature).map(|p| p.fused_chains())
     }
 
+    /// The number of `MatMul` chains in each step that runs a stack of them row block by row
+    /// block (an MLP's layers; diagnostics and tests).
+    pub fn dense_stacks(&self, signature: &str) -> Option<Vec<usize>> {
+        self.plans.get(signature).map(|p| p.dense_stacks())
+    }
+
     /// The op of every step a signature's plan runs, in order (diagnostics and tests).
     pub fn plan_ops(&self, signature: &str) -> Option<Vec<String>> {
         self.plans

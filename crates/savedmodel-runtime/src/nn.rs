@@ -103,13 +103,17 @@ impl DenseChain {
 
     /// Inputs: `x`, `W`, then the bias when the chain has one.
     pub(crate) fn run(&self, inputs: &[&Value], ctx: &KernelContext<'_>) -> Result<Value, String> {
-        self.run_unlabelled(inputs, ctx).map_err(|reason| {
-            if self.label.is_empty() {
-                reason
-            } else {
-                format!("{reason} (in the fused {})", self.label)
-            }
-        })
+        self.run_unlabelled(inputs, ctx)
+            .map_err(|reason| self.labelled(reason))
+    }
+
+    /// `reason`, followed by the fused nodes it happened in.
+    fn labelled(&self, reason: String) -> String {
+        if self.label.is_empty() {
+            reason
+        } else {
+            format!("{reason} (in the fused {})", self.label)
+        }
     }
 
     fn run_unlabelled(&self, inputs: &[&Value], ctx: &KernelContext<'_>) -> Result<Value, String> {
@@ -222,6 +226,76 @@ impl DenseChain {
             Activation::Relu6 => UnaryOp::Relu6,
         };
         single(Kernel::Unary(act).run(&[&value], ctx)?)
+    }
+}
+
+/// Consecutive `MatMul` chains where each chain's value feeds only the next one (the layers
+/// of an MLP), run as one step by `cpu_kernels::forward_stack`: each block of rows goes through
+/// every layer while its activations are still in the core's cache, instead of each layer
+/// writing its whole batch to memory for the next to read back (20 MB per layer for 10,000
+/// rows of the reference MLP; measured 14-16% faster at that size). The results are the same
+/// bits as running the chains one by one. The planner builds it (`plan.rs`).
+#[derive(Debug, PartialEq)]
+pub(crate) struct DenseStack {
+    pub chains: Vec<Arc<DenseChain>>,
+}
+
+impl DenseStack {
+    /// Where each chain's weights and bias are among the step's inputs: `x` comes first, then
+    /// each chain's `W` and, when it has one, its bias.
+    pub(crate) fn weight_inputs(
+        &self,
+    ) -> impl Iterator<Item = (&DenseChain, usize, Option<usize>)> {
+        let mut at = 1;
+        self.chains.iter().map(move |chain| {
+            let w = at;
+            at += 1 + usize::from(chain.bias);
+            (&**chain, w, chain.bias.then_some(w + 1))
+        })
+    }
+
+    pub(crate) fn run(&self, inputs: &[&Value], ctx: &KernelContext<'_>) -> Result<Value, String> {
+        let get = |i: usize| inputs.get(i).copied().ok_or(format!("missing input {i}"));
+        if !matches!(ctx.device, Device::Cpu) {
+            // Chain by chain, as candle ops (see `DenseChain::run`).
+            let mut value = get(0)?.clone();
+            for (chain, w, bias) in self.weight_inputs() {
+                let mut chain_inputs = vec![&value, get(w)?];
+                if let Some(b) = bias {
+                    chain_inputs.push(get(b)?);
+                }
+                value = chain.run(&chain_inputs, ctx)?;
+            }
+            return Ok(value);
+        }
+        let (x, dtype) = float_tensor(get(0)?)?;
+        let dims = x.dims().to_vec();
+        let mut layers = Vec::with_capacity(self.chains.len());
+        let mut width = dims.get(1).copied().unwrap_or(0);
+        for (chain, w, bias) in self.weight_inputs() {
+            let (w, _) = float_tensor(get(w)?)?;
+            let bias = bias
+                .map(|b| float_tensor(get(b)?).map(|(t, _)| t))
+                .transpose()?;
+            let layer = chain.layer(w, bias).map_err(|r| chain.labelled(r))?;
+            if dims.len() != 2 || layer.rows_in() != width {
+                let x_dims = if layers.is_empty() {
+                    dims.clone()
+                } else {
+                    vec![dims[0], width]
+                };
+                return Err(chain.labelled(format!(
+                    "matrix shapes {x_dims:?} and {:?} do not fit",
+                    w.dims()
+                )));
+            }
+            width = layer.cols();
+            layers.push(layer);
+        }
+        let layers: Vec<&DenseLayer> = layers.iter().map(|l| &**l).collect();
+        let out = with_host_f32(x, |data| cpu_kernels::forward_stack(&layers, data))?
+            .map_err(|e| e.to_string())?;
+        to_value(out, vec![dims[0], width], dtype, ctx.device)
     }
 }
 

@@ -28,6 +28,7 @@ use crate::consts::decode_tensor_proto;
 use crate::error::{RuntimeError, UnsupportedNode};
 use crate::graph::{FlatGraph, NodeId, NodeKind, TensorRef};
 use crate::kernels::{Attrs, CompileError, Kernel, KernelContext, UnaryOp, compile_kernel};
+use crate::nn::Head;
 use crate::value::{HostVals, HostValue, Value, VarId};
 use crate::{SignatureInfo, TensorSpec};
 
@@ -709,6 +710,7 @@ impl Compiler<'_, '_> {
             })
             .collect::<Result<_, RuntimeError>>()?;
         fuse_dense_chains(&mut steps, &outputs);
+        stack_dense_chains(&mut steps, &outputs);
         let output_steps = outputs
             .iter()
             .map(|(_, s)| steps_needed(&steps, *s))
@@ -1191,12 +1193,29 @@ impl Plan {
     }
 
     pub(crate) fn fused_chains(&self) -> Vec<String> {
+        let mut labels = Vec::new();
+        for step in &self.steps {
+            let chains = match &step.kind {
+                StepKind::Kernel(Kernel::Dense(chain)) => std::slice::from_ref(chain),
+                StepKind::Kernel(Kernel::DenseStack(stack)) => stack.chains.as_slice(),
+                _ => continue,
+            };
+            labels.extend(
+                chains
+                    .iter()
+                    .filter(|c| !c.label().is_empty())
+                    .map(|c| c.label().to_string()),
+            );
+        }
+        labels
+    }
+
+    /// How many chains each stacked step runs (see [`stack_dense_chains`]).
+    pub(crate) fn dense_stacks(&self) -> Vec<usize> {
         self.steps
             .iter()
             .filter_map(|s| match &s.kind {
-                StepKind::Kernel(Kernel::Dense(chain)) if !chain.label().is_empty() => {
-                    Some(chain.label().to_string())
-                }
+                StepKind::Kernel(Kernel::DenseStack(stack)) => Some(stack.chains.len()),
                 _ => None,
             })
             .collect()
@@ -1204,6 +1223,135 @@ impl Plan {
 
     pub(crate) fn step_ops(&self) -> Vec<&str> {
         self.steps.iter().map(|s| s.op.as_str()).collect()
+    }
+}
+
+/// Who reads each step's value, for the fusion passes: a step's value may be folded into the
+/// next step only when that step is its one reader.
+///
+/// Liveness-only steps do not count as readers: they need to know whether a value exists, not
+/// what it is, and a step folded into another becomes a liveness-only step itself, which
+/// still passes liveness on. (The links absorbed by [`fuse_dense_chains`] keep reading the
+/// previous chain's value for liveness; counted, they would keep MLP layers from stacking.)
+struct Links {
+    /// Slot -> the steps that read its value (as an input or through a control edge).
+    readers: HashMap<usize, Vec<usize>>,
+    /// Steps that another step waits on through a control edge.
+    gated: HashSet<usize>,
+    /// Slots that are signature outputs.
+    kept: HashSet<usize>,
+}
+
+impl Links {
+    fn new(steps: &[Step], outputs: &[(String, Source)]) -> Links {
+        let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut gated = HashSet::new();
+        for (i, step) in steps.iter().enumerate() {
+            if matches!(step.kind, StepKind::Liveness) {
+                for gate in &step.controls {
+                    if let Gate::Step(s) = gate {
+                        gated.insert(*s);
+                    }
+                }
+                continue;
+            }
+            for source in &step.inputs {
+                if let Source::Slot(slot) = source {
+                    readers.entry(*slot).or_default().push(i);
+                }
+            }
+            for gate in &step.controls {
+                match gate {
+                    Gate::Slot(slot) => readers.entry(*slot).or_default().push(i),
+                    Gate::Step(s) => {
+                        gated.insert(*s);
+                    }
+                    Gate::Feed(_) => {}
+                }
+            }
+        }
+        let kept = outputs
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Source::Slot(x) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        Links {
+            readers,
+            gated,
+            kept,
+        }
+    }
+
+    /// The step that alone reads `step`'s single output, as its first input, when that value
+    /// is not a signature output and no step waits on `step` through a control edge.
+    fn next(&self, steps: &[Step], step: usize) -> Option<usize> {
+        let slot = steps[step].first_slot;
+        if steps[step].num_outputs != 1 || self.kept.contains(&slot) || self.gated.contains(&step) {
+            return None;
+        }
+        match self.readers.get(&slot).map(Vec::as_slice) {
+            Some([only]) if steps[*only].inputs.first() == Some(&Source::Slot(slot)) => Some(*only),
+            _ => None,
+        }
+    }
+}
+
+/// Joins runs of fused `MatMul` chains where each chain's value is read only by the next chain
+/// (an MLP's layers) into one [`crate::nn::DenseStack`] step, which runs blocks of rows through
+/// all of them while the activations stay in cache. Runs after [`fuse_dense_chains`], on the
+/// chains it built.
+///
+/// As there, the stack runs at its last chain's step, which takes over the first chain's
+/// inputs, every later chain's weights and biases, and every chain's control gates; the earlier
+/// chains become liveness-only steps with their inputs, so step indices and liveness are
+/// unchanged.
+fn stack_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
+    let links = Links::new(steps, outputs);
+    let matmul_chain = |step: &Step| match &step.kind {
+        StepKind::Kernel(Kernel::Dense(chain)) if matches!(chain.head, Head::MatMul { .. }) => {
+            Some(chain.clone())
+        }
+        _ => None,
+    };
+    // Steps are in topological order, so a chain's successors come after it: by the time the
+    // loop reaches them they are no longer `Dense` steps and are skipped.
+    for head in 0..steps.len() {
+        let Some(first) = matmul_chain(&steps[head]) else {
+            continue;
+        };
+        let mut members = vec![head];
+        let mut chains = vec![first];
+        while let Some(next) = links.next(steps, members[members.len() - 1])
+            && let Some(chain) = matmul_chain(&steps[next])
+        {
+            members.push(next);
+            chains.push(chain);
+        }
+        let Some((&last, earlier)) = members.split_last() else {
+            continue;
+        };
+        if earlier.is_empty() {
+            continue;
+        }
+        let mut inputs = steps[head].inputs.clone();
+        let mut controls = Vec::new();
+        for &member in &members {
+            if member != head {
+                inputs.extend(steps[member].inputs.iter().skip(1).copied());
+            }
+            controls.extend(steps[member].controls.iter().copied());
+        }
+        for &member in earlier {
+            steps[member].kind = StepKind::Liveness;
+        }
+        let step = &mut steps[last];
+        step.kind = StepKind::Kernel(Kernel::DenseStack(std::sync::Arc::new(
+            crate::nn::DenseStack { chains },
+        )));
+        step.inputs = inputs;
+        step.controls = controls;
     }
 }
 
@@ -1216,42 +1364,8 @@ impl Plan {
 /// and every link's control gates; the earlier links become liveness-only steps with their
 /// original inputs, so step indices, liveness and dead-tensor behaviour are unchanged.
 fn fuse_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut gated = HashSet::new();
-    for (i, step) in steps.iter().enumerate() {
-        for source in &step.inputs {
-            if let Source::Slot(slot) = source {
-                readers.entry(*slot).or_default().push(i);
-            }
-        }
-        for gate in &step.controls {
-            match gate {
-                Gate::Slot(slot) => readers.entry(*slot).or_default().push(i),
-                Gate::Step(s) => {
-                    gated.insert(*s);
-                }
-                Gate::Feed(_) => {}
-            }
-        }
-    }
-    let kept: HashSet<usize> = outputs
-        .iter()
-        .filter_map(|(_, s)| match s {
-            Source::Slot(x) => Some(*x),
-            _ => None,
-        })
-        .collect();
-    // The step that alone reads `step`'s single output as its first input.
-    let next_link = |steps: &[Step], step: usize| -> Option<usize> {
-        let slot = steps[step].first_slot;
-        if steps[step].num_outputs != 1 || kept.contains(&slot) || gated.contains(&step) {
-            return None;
-        }
-        match readers.get(&slot).map(Vec::as_slice) {
-            Some([only]) if steps[*only].inputs.first() == Some(&Source::Slot(slot)) => Some(*only),
-            _ => None,
-        }
-    };
+    let links = Links::new(steps, outputs);
+    let next_link = |steps: &[Step], step: usize| links.next(steps, step);
     for head in 0..steps.len() {
         let StepKind::Kernel(Kernel::Dense(chain)) = &steps[head].kind else {
             continue;

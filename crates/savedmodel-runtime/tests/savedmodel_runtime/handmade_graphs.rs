@@ -640,3 +640,159 @@ fn shape_ops_compose_like_keras_flatten() {
     assert_eq!(out["total"].shape(), &[2, 1]);
     assert_eq!(out["argmax"].data(), &TensorData::I64(vec![5, 0]));
 }
+
+/// x [-1, 4] -> MatMul [4, 5] + BiasAdd + Relu -> MatMul [5, 3] + BiasAdd + Relu6 -> MatMul
+/// (`transpose_b`, stored [2, 3]) + BiasAdd, with `second_width` as the second layer's input
+/// width (5 fits). Outputs are `(key, node)` pairs.
+fn mlp(second_width: i64, outputs: &[(&str, &str)]) -> Vec<u8> {
+    let values = |n: usize, seed: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (i as f32 * 0.37 + seed).sin() * 1.5)
+            .collect()
+    };
+    let matmul = |name: &str, inputs: &[&str], transpose_b: bool| {
+        node(
+            name,
+            "MatMul",
+            inputs,
+            &[
+                ("T", float()),
+                ("transpose_b", AttrValue::from_bool(transpose_b)),
+            ],
+        )
+    };
+    let w2 = second_width as usize;
+    let nodes = vec![
+        placeholder("x", DataType::Float, &[-1, 4]),
+        const_f32("w1", &[4, 5], &values(20, 0.1), &[]),
+        const_f32("b1", &[5], &values(5, 0.2), &[]),
+        const_f32("w2", &[second_width, 3], &values(w2 * 3, 0.3), &[]),
+        const_f32("b2", &[3], &values(3, 0.4), &[]),
+        const_f32("w3", &[2, 3], &values(6, 0.5), &[]),
+        const_f32("b3", &[2], &values(2, 0.6), &[]),
+        matmul("l1/MatMul", &["x", "w1"], false),
+        node(
+            "l1/BiasAdd",
+            "BiasAdd",
+            &["l1/MatMul", "b1"],
+            &[("T", float())],
+        ),
+        node("l1/Relu", "Relu", &["l1/BiasAdd"], &[("T", float())]),
+        matmul("l2/MatMul", &["l1/Relu", "w2"], false),
+        node(
+            "l2/BiasAdd",
+            "BiasAdd",
+            &["l2/MatMul", "b2"],
+            &[("T", float())],
+        ),
+        node("l2/Relu6", "Relu6", &["l2/BiasAdd"], &[("T", float())]),
+        matmul("l3/MatMul", &["l2/Relu6", "w3"], true),
+        node(
+            "l3/BiasAdd",
+            "BiasAdd",
+            &["l3/MatMul", "b3"],
+            &[("T", float())],
+        ),
+    ];
+    let outputs: Vec<(&str, TensorInfo)> = outputs
+        .iter()
+        .map(|&(key, node)| (key, info(&format!("{node}:0"), DataType::Float, &[-1, -1])))
+        .collect();
+    model(
+        nodes,
+        vec![],
+        &[("x", info("x:0", DataType::Float, &[-1, 4]))],
+        &outputs,
+    )
+}
+
+/// The same MLP computed here, in f64: (hidden after the first layer, output).
+fn mlp_reference(x: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let values = |n: usize, seed: f32| -> Vec<f64> {
+        (0..n)
+            .map(|i| f64::from((i as f32 * 0.37 + seed).sin() * 1.5))
+            .collect()
+    };
+    let dense = |x: &[f64], w: &[f64], b: &[f64], k: usize, n: usize, transposed: bool| {
+        let rows = x.len() / k;
+        let mut out = Vec::with_capacity(rows * n);
+        for r in 0..rows {
+            for c in 0..n {
+                let mut s = b[c];
+                for i in 0..k {
+                    let wv = if transposed {
+                        w[c * k + i]
+                    } else {
+                        w[i * n + c]
+                    };
+                    s += x[r * k + i] * wv;
+                }
+                out.push(s);
+            }
+        }
+        out
+    };
+    let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let h1: Vec<f64> = dense(&x, &values(20, 0.1), &values(5, 0.2), 4, 5, false)
+        .into_iter()
+        .map(|v| v.max(0.0))
+        .collect();
+    let h2: Vec<f64> = dense(&h1, &values(15, 0.3), &values(3, 0.4), 5, 3, false)
+        .into_iter()
+        .map(|v| v.clamp(0.0, 6.0))
+        .collect();
+    let out = dense(&h2, &values(6, 0.5), &values(2, 0.6), 3, 2, true);
+    (h1, out)
+}
+
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}[{i}]: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn mlp_layers_run_as_one_stack_unless_a_hidden_value_is_fetched() {
+    let rows = 300;
+    let x: Vec<f32> = (0..rows * 4)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0)
+        .collect();
+    let (hidden, want) = mlp_reference(&x);
+    let feeds = BTreeMap::from([("x".to_string(), f32_tensor(vec![rows, 4], x))]);
+
+    let whole = load(&mlp(5, &[("out", "l3/BiasAdd")])).unwrap();
+    assert_eq!(whole.dense_stacks("serving_default").unwrap(), vec![3]);
+    let stacked = whole.run("serving_default", &feeds).unwrap();
+    assert_eq!(stacked["out"].shape(), &[rows, 2]);
+    assert_close(&floats(&stacked["out"]), &want, "out");
+
+    // The first layer's value is a signature output: it must exist, so only the last two
+    // layers stack, and the results are the same bits.
+    let split = load(&mlp(5, &[("out", "l3/BiasAdd"), ("hidden", "l1/Relu")])).unwrap();
+    assert_eq!(split.dense_stacks("serving_default").unwrap(), vec![2]);
+    let outputs = split.run("serving_default", &feeds).unwrap();
+    assert_close(&floats(&outputs["hidden"]), &hidden, "hidden");
+    assert_eq!(floats(&outputs["out"]), floats(&stacked["out"]));
+    assert_eq!(
+        split.fused_chains("serving_default").unwrap().len(),
+        3,
+        "every chain is still fused"
+    );
+}
+
+#[test]
+fn a_stacked_layer_that_does_not_fit_names_its_nodes() {
+    // The second layer takes 6 inputs, the first gives 5.
+    let model = load(&mlp(6, &[("out", "l3/BiasAdd")])).unwrap();
+    let feeds = BTreeMap::from([("x".to_string(), f32_tensor(vec![2, 4], vec![1.0; 8]))]);
+    let err = model
+        .run("serving_default", &feeds)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2, 5] and [6, 3] do not fit"), "{err}");
+    assert!(err.contains("`l2/MatMul` (MatMul)"), "{err}");
+}
