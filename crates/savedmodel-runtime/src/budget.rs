@@ -22,7 +22,7 @@ use savedmodel_format::DataType;
 use crate::error::RuntimeError;
 use crate::graph::FlatGraph;
 use crate::kernels::Kernel;
-use crate::nn::{ConvSpec, Head, NnKernel};
+use crate::nn::{ConvSpec, DenseStack, Head, NnKernel};
 use crate::plan::{Plan, Pool, Source, StepRule};
 use crate::value::{HostVals, Value};
 
@@ -297,6 +297,16 @@ fn infer_plan(
             ),
             StepRule::Other => (Vec::new(), false),
         };
+        if let StepRule::Kernel(Kernel::DenseStack(stack)) = step.rule {
+            // The values between a stack's layers exist a block of rows at a time, but count
+            // as whole tensors, as they did before stacking: the sum stays an upper bound, and
+            // a huge hidden layer is refused before it is run.
+            for (node, shape) in stack.hidden_nodes.iter().zip(stack_outputs(stack, &inputs)) {
+                if let Some(shape) = shape {
+                    tally.add(node.clone(), &shape, 4);
+                }
+            }
+        }
         for (port, known) in outputs.into_iter().take(step.num_outputs).enumerate() {
             if allocates && let Some(shape) = &known.shape {
                 let what = if port == 0 {
@@ -361,6 +371,20 @@ fn dense_output(head: &Head, x: &[usize], w: &[usize]) -> Option<Vec<usize>> {
     }
 }
 
+/// The output shape of each chain of a stack, in order.
+fn stack_outputs(stack: &DenseStack, inputs: &[Known]) -> Vec<Option<Vec<usize>>> {
+    let shape = |i: usize| inputs.get(i).and_then(|k| k.shape.clone());
+    let mut x = shape(0);
+    let mut outputs = Vec::with_capacity(stack.chains.len());
+    for (chain, w, _) in stack.weight_inputs() {
+        x = x
+            .zip(shape(w))
+            .and_then(|(x, w)| dense_output(&chain.head, &x, &w));
+        outputs.push(x.clone());
+    }
+    outputs
+}
+
 fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
     let shape = |i: usize| inputs.get(i).and_then(|k| k.shape.clone());
     let ints = |i: usize| inputs.get(i).and_then(|k| k.ints.clone());
@@ -375,12 +399,7 @@ fn infer_kernel(kernel: &Kernel, inputs: &[Known]) -> Vec<Known> {
         Kernel::Dense(chain) => one(shape(0)
             .zip(shape(1))
             .and_then(|(x, w)| dense_output(&chain.head, &x, &w))),
-        Kernel::DenseStack(stack) => {
-            one(stack.weight_inputs().fold(shape(0), |x, (chain, w, _)| {
-                x.zip(shape(w))
-                    .and_then(|(x, w)| dense_output(&chain.head, &x, &w))
-            }))
-        }
+        Kernel::DenseStack(stack) => one(stack_outputs(stack, inputs).pop().flatten()),
         Kernel::Identity | Kernel::ReadVariable => same(),
         Kernel::IdentityN => inputs.to_vec(),
         Kernel::MatMul {

@@ -238,6 +238,9 @@ impl DenseChain {
 #[derive(Debug, PartialEq)]
 pub(crate) struct DenseStack {
     pub chains: Vec<Arc<DenseChain>>,
+    /// The node whose value each chain but the last produced before stacking: the memory
+    /// budget still counts those values as whole tensors (`budget.rs`).
+    pub hidden_nodes: Vec<String>,
 }
 
 impl DenseStack {

@@ -1343,12 +1343,17 @@ fn stack_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
             }
             controls.extend(steps[member].controls.iter().copied());
         }
+        let mut hidden_nodes = Vec::with_capacity(earlier.len());
         for &member in earlier {
             steps[member].kind = StepKind::Liveness;
+            hidden_nodes.push(steps[member].node.clone());
         }
         let step = &mut steps[last];
         step.kind = StepKind::Kernel(Kernel::DenseStack(std::sync::Arc::new(
-            crate::nn::DenseStack { chains },
+            crate::nn::DenseStack {
+                chains,
+                hidden_nodes,
+            },
         )));
         step.inputs = inputs;
         step.controls = controls;
