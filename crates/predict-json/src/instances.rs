@@ -67,10 +67,17 @@ pub fn read_instances<R: BufRead>(
     max_batch: usize,
 ) -> Result<InstanceBatches<R>, PredictJsonError> {
     let columns = columns_for(signature).map_err(PredictJsonError::UnsupportedSignature)?;
+    let records = match format {
+        InstanceFormat::JsonRequest => None,
+        InstanceFormat::JsonLines | InstanceFormat::TextLines => {
+            Some(RecordBatcher::new(signature, format)?)
+        }
+    };
     Ok(InstanceBatches {
         reader: Some(reader),
         format,
         columns,
+        records,
         signature: signature.name.clone(),
         max_batch: max_batch.max(1),
         lines_read: 0,
@@ -149,7 +156,11 @@ pub fn instances_from_json_array(
 pub struct InstanceBatches<R> {
     reader: Option<R>,
     format: InstanceFormat,
+    /// A `JsonRequest`'s instances.
     columns: Vec<Column>,
+    /// Line formats: each line is a record of the same batcher batch prediction uses (with its
+    /// fast path for rows of numbers).
+    records: Option<RecordBatcher>,
     signature: String,
     max_batch: usize,
     lines_read: usize,
@@ -194,7 +205,8 @@ impl<R: BufRead> InstanceBatches<R> {
             }
             self.lines_read += 1;
             let at = InstanceAt::Line(self.lines_read);
-            if let Err(e) = self.parse_line(at) {
+            let records = self.records.as_mut()?;
+            if let Err(e) = records.push(&self.line, at) {
                 return Some(Err(e));
             }
             in_batch += 1;
@@ -207,17 +219,7 @@ impl<R: BufRead> InstanceBatches<R> {
             }
             return None;
         }
-        Some(finish_batch(&mut self.columns, first_instance))
-    }
-
-    fn parse_line(&mut self, at: InstanceAt) -> Result<(), PredictJsonError> {
-        parse_record(
-            &mut self.columns,
-            &self.signature,
-            self.format,
-            trim_line(&self.line),
-            at,
-        )
+        Some(self.records.as_mut()?.take_batch(first_instance))
     }
 
     fn next_from_request(&mut self) -> Option<Result<InstanceBatch, PredictJsonError>> {

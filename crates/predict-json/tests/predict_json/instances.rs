@@ -548,11 +548,12 @@ fn a_huge_wrong_line_does_not_grow_the_buffer_past_the_signature() {
     );
 }
 
-/// Batch prediction's per-record reader: a bad record is refused alone (the batch is as before
-/// it, even when it was the first and would have fixed unknown dims), good ones give exactly the
-/// tensors `read_instances` gives, on the fast path for flat float rows and off it.
+/// The per-record reader of batch prediction and `read_instances`' line formats: a bad record is
+/// refused alone (the batch is as before it, even when it was the first and would have fixed
+/// unknown dims), good ones give exactly the tensors of the general path (the same instances
+/// as one JSON array), on the fast path for flat float rows and off it.
 #[test]
-fn record_batcher_rejects_bad_records_alone_and_matches_the_file_reader() {
+fn record_batcher_rejects_bad_records_alone_and_matches_the_general_reader() {
     let cases: [(SignatureInfo, &[&str], &[&str]); 3] = [
         (
             signature(&[("x", DataType::Float, Some(vec![-1, 3]))]),
@@ -605,7 +606,8 @@ fn record_batcher_rejects_bad_records_alone_and_matches_the_file_reader() {
         }
         assert_eq!(batcher.len(), good.len());
         let batch = batcher.take_batch(0).unwrap();
-        let expected = parse_lines(&good.join("\n"), &sig).unwrap();
+        let array = format!("[{}]", good.join(","));
+        let expected = instances_from_json_array(array.as_bytes(), &sig).unwrap();
         assert_eq!(batch.inputs, expected.inputs, "{good:?}");
         assert!(batcher.is_empty());
     }
