@@ -84,7 +84,10 @@
 //! AVX-512 / AVX2+FMA / portable chosen at run time), not on candle's matmul: the planner fuses
 //! each `MatMul`/`Conv2D` -> `BiasAdd` -> `Relu`/`Relu6` chain into one step whose bias and
 //! activation run in the GEMM's epilogue (`plan.rs`, `nn.rs`); weights are packed once, the
-//! first time a weight tensor is seen. Convolutions are im2col + that GEMM. How many threads a
+//! first time a weight tensor is seen. Consecutive `MatMul` chains whose values feed only the
+//! next chain (an MLP's layers) then run as one step that takes each block of rows through
+//! every layer while the activations are still in cache (`cpu_kernels::forward_stack`; same
+//! bits as layer by layer). Convolutions are im2col + that GEMM. How many threads a
 //! call uses follows from its size (one for a single MNIST image through the tutorial MLP, all
 //! cores for large batches), never from `RAYON_NUM_THREADS`: see `cpu_kernels::infer`.
 //!
