@@ -349,7 +349,9 @@ impl RecordBatcher {
         // The common case, a bare row of numbers for a `[-1, width]` float input, read straight
         // into floats (the same values the general path gives); anything else, and any row
         // that does not fit, goes the general way, which also words the errors.
-        if let Some(width) = self.flat_width {
+        if let Some(width) = self.flat_width
+            && record.len() <= MAX_LINE_BYTES
+        {
             let line = trim_line(record);
             let mut cursor = json::Cursor::new(line, Rules::Gcloud);
             self.row.clear();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use predict_json::{
-    InstanceAt, InstanceBatch, InstanceFormat, PredictJsonError, RecordBatcher,
+    InstanceAt, InstanceBatch, InstanceFormat, MAX_LINE_BYTES, PredictJsonError, RecordBatcher,
     instances_from_json_array, instances_from_json_values, parse_instances, read_instances,
 };
 use savedmodel_format::{DataType, HostTensor, SignatureInfo, TensorData, TensorSpec};
@@ -615,5 +615,36 @@ fn record_batcher_rejects_bad_records_alone_and_matches_the_general_reader() {
     assert!(
         error.to_string().contains("not a sequence of records"),
         "{error}"
+    );
+}
+
+/// A line longer than `MAX_LINE_BYTES` is refused as too long, also when it starts with a row
+/// of numbers that the fast row reader would take (the reader stops one byte past the limit,
+/// so what it holds is a whole row followed by blanks, not the whole line).
+#[test]
+fn an_overlong_line_is_refused_even_when_it_starts_with_a_good_row() {
+    use std::io::Read as _;
+    let row = image_line(784, 0.5);
+    let line = std::io::Cursor::new(row.into_bytes())
+        .chain(std::io::repeat(b' ').take(MAX_LINE_BYTES as u64))
+        .chain(std::io::Cursor::new(b"\n".to_vec()));
+    let result = read_instances(
+        std::io::BufReader::new(line),
+        InstanceFormat::JsonLines,
+        &image_signature(),
+        usize::MAX,
+    )
+    .unwrap()
+    .next()
+    .unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(PredictJsonError::LineTooLong {
+                at: InstanceAt::Line(1),
+                ..
+            })
+        ),
+        "{result:?}"
     );
 }
