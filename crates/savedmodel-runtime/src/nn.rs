@@ -233,7 +233,8 @@ impl DenseChain {
 /// of an MLP), run as one step by `cpu_kernels::forward_stack`: each block of rows goes through
 /// every layer while its activations are still in the core's cache, instead of each layer
 /// writing its whole batch to memory for the next to read back (20 MB per layer for 10,000
-/// rows of the reference MLP; measured 14-16% faster at that size). The results are the same
+/// rows of the reference MLP; with the AVX2 tile change, 10,000 rows take 0.82-0.89 of the
+/// time they took before: `BENCHMARKS.md`, session 6). The results are the same
 /// bits as running the chains one by one. The planner builds it (`plan.rs`).
 #[derive(Debug, PartialEq)]
 pub(crate) struct DenseStack {
