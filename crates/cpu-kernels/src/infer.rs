@@ -206,113 +206,86 @@ impl DenseLayer {
         x: &[f32],
         height: Option<usize>,
     ) -> Result<Vec<f32>, CpuKernelsError> {
-        if self.k == 0 || !x.len().is_multiple_of(self.k) {
-            return Err(CpuKernelsError::Input {
-                k: self.k,
-                found: x.len(),
-            });
-        }
-        let rows = x.len() / self.k;
-        let mut out = vec![0f32; rows * self.n];
-        let tile_rows = MAX_TILE_ROWS;
-        let chunks = chunks_for(self.macs(rows), rows, tile_rows);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let run = |_: usize, chunk: usize, chunks: usize| {
-            let mine = share(rows, tile_rows, chunks, chunk);
-            // SAFETY: `x` holds `rows` rows of `k`; `out` holds `rows` rows of `n` and this
-            // chunk is the only writer of rows `mine` (chunks are disjoint).
-            unsafe { self.run_rows(isa, x, out_ptr.get(), mine, height) };
-        };
-        if chunks <= 1 {
-            run(0, 0, 1);
-        } else {
-            team().run_or_solo(&[chunks], run);
-        }
-        Ok(out)
+        run_stack(isa, &[self], x, height)
     }
 
-    /// Runs rows `rows`, [`ROW_BLOCK`] rows at a time (see the module docs).
+    /// Runs one block of `rows` rows (at most [`ROW_BLOCK`]): chooses its tile height, lists
+    /// each tile's non-zero inputs, then runs the tiles column group by column group (see the
+    /// module docs).
     ///
     /// # Safety
-    /// `x` holds at least `rows.end` rows of `k`; `out` points to at least `rows.end` rows of
-    /// `n` floats that nobody else reads or writes during the call; `isa` is available.
-    unsafe fn run_rows(
+    /// `x` holds at least `rows` rows of `k`; `out` points to at least `rows` rows of `n` floats
+    /// that nobody else reads or writes during the call; `isa` is available.
+    unsafe fn run_block(
         &self,
         isa: Isa,
         x: &[f32],
         out: *mut f32,
-        rows: Range<usize>,
+        rows: usize,
         fixed_height: Option<usize>,
     ) {
+        debug_assert!(rows <= ROW_BLOCK);
         let panels = self.np / PANEL;
         let words = self.k.div_ceil(32);
-        let mut masks: Vec<u32> = Vec::with_capacity(ROW_BLOCK * words);
         let mut union = vec![0u32; words];
         // The input columns each tile runs over, one list after another.
         let mut ks: Vec<u32> = Vec::new();
         let mut tiles: Vec<(Range<usize>, Range<usize>)> = Vec::new();
-        let mut block_start = rows.start;
-        while block_start < rows.end {
-            let block = block_start..(block_start + ROW_BLOCK).min(rows.end);
-            block_start = block.end;
-            ks.clear();
-            tiles.clear();
-            let height = if self.skip_zeros {
-                masks.clear();
-                for r in block.clone() {
-                    nonzero_mask(isa, &x[r * self.k..(r + 1) * self.k], &mut masks);
-                }
-                if let Some(height) = fixed_height {
-                    height.clamp(1, MAX_TILE_ROWS)
-                } else if panels < MIN_PANELS_FOR_SHORT_TILES {
-                    MAX_TILE_ROWS
-                } else {
-                    cheapest_height(isa, &masks, words)
-                }
-            } else {
-                fixed_height
-                    .unwrap_or(MAX_TILE_ROWS)
-                    .clamp(1, MAX_TILE_ROWS)
-            };
-            let mut t = block.start;
-            while t < block.end {
-                let tile = t..(t + height).min(block.end);
-                t = tile.end;
-                let from = ks.len();
-                if self.skip_zeros {
-                    union.fill(0);
-                    for r in tile.clone() {
-                        let i = r - block.start;
-                        for (u, m) in union.iter_mut().zip(&masks[i * words..(i + 1) * words]) {
-                            *u |= m;
-                        }
-                    }
-                    push_columns(isa, &union, &mut ks);
-                } else {
-                    ks.extend(0..self.k as u32);
-                }
-                tiles.push((tile, from..ks.len()));
+        let mut masks: Vec<u32> = Vec::new();
+        let height = if self.skip_zeros {
+            masks.reserve(rows * words);
+            for r in 0..rows {
+                nonzero_mask(isa, &x[r * self.k..(r + 1) * self.k], &mut masks);
             }
-            // Column groups outermost: a group's weights stay in L2 while every tile of the
-            // block runs over them.
-            let mut p = 0;
-            while p < panels {
-                let group = p..(p + COLUMN_GROUP).min(panels);
-                p = group.end;
-                for (tile_rows, list) in &tiles {
-                    let tile = InferTile {
-                        layer: self,
-                        x,
-                        x_ld: self.k,
-                        rows: tile_rows.clone(),
-                        panels: group.clone(),
-                        ks: &ks[list.clone()],
-                        out,
-                        out_ld: self.n,
-                    };
-                    // SAFETY: forwarded contract; the tile's rows are inside `rows`.
-                    unsafe { infer_tile(isa, &tile) };
+            if let Some(height) = fixed_height {
+                height.clamp(1, MAX_TILE_ROWS)
+            } else if panels < MIN_PANELS_FOR_SHORT_TILES {
+                MAX_TILE_ROWS
+            } else {
+                cheapest_height(isa, &masks, words)
+            }
+        } else {
+            fixed_height
+                .unwrap_or(MAX_TILE_ROWS)
+                .clamp(1, MAX_TILE_ROWS)
+        };
+        let mut t = 0;
+        while t < rows {
+            let tile = t..(t + height).min(rows);
+            t = tile.end;
+            let from = ks.len();
+            if self.skip_zeros {
+                union.fill(0);
+                for i in tile.clone() {
+                    for (u, m) in union.iter_mut().zip(&masks[i * words..(i + 1) * words]) {
+                        *u |= m;
+                    }
                 }
+                push_columns(isa, &union, &mut ks);
+            } else {
+                ks.extend(0..self.k as u32);
+            }
+            tiles.push((tile, from..ks.len()));
+        }
+        // Column groups outermost: a group's weights stay in L2 while every tile of the
+        // block runs over them.
+        let mut p = 0;
+        while p < panels {
+            let group = p..(p + COLUMN_GROUP).min(panels);
+            p = group.end;
+            for (tile_rows, list) in &tiles {
+                let tile = InferTile {
+                    layer: self,
+                    x,
+                    x_ld: self.k,
+                    rows: tile_rows.clone(),
+                    panels: group.clone(),
+                    ks: &ks[list.clone()],
+                    out,
+                    out_ld: self.n,
+                };
+                // SAFETY: forwarded contract; the tile's rows are inside `0..rows`.
+                unsafe { infer_tile(isa, &tile) };
             }
         }
     }
@@ -333,6 +306,17 @@ pub fn forward_stack_with(
     isa: Isa,
     layers: &[&DenseLayer],
     x: &[f32],
+) -> Result<Vec<f32>, CpuKernelsError> {
+    run_stack(isa, layers, x, None)
+}
+
+/// [`forward_stack_with`], and with `height` every tile that tall instead of the height chosen
+/// per block (a single layer is a stack of one: [`DenseLayer::forward_with`] runs here too).
+fn run_stack(
+    isa: Isa,
+    layers: &[&DenseLayer],
+    x: &[f32],
+    height: Option<usize>,
 ) -> Result<Vec<f32>, CpuKernelsError> {
     let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
         return Err(CpuKernelsError::EmptyStack);
@@ -360,14 +344,19 @@ pub fn forward_stack_with(
         .fold(0, usize::saturating_add);
     let chunks = chunks_for(macs, rows, MAX_TILE_ROWS);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let widest = layers.iter().map(|l| l.n).max().unwrap_or(0);
+    // The last layer writes to `out`; only the ones before it need a buffer.
+    let hidden_width = layers[..layers.len() - 1]
+        .iter()
+        .map(|l| l.n)
+        .max()
+        .unwrap_or(0);
     let run = |_: usize, chunk: usize, chunks: usize| {
         let mine = share(rows, MAX_TILE_ROWS, chunks, chunk);
         // Two block-sized buffers for the activations between layers, used in turn.
         let block_rows = ROW_BLOCK.min(mine.len());
         let mut buffers = [
-            vec![0f32; block_rows * widest],
-            vec![0f32; block_rows * widest],
+            vec![0f32; block_rows * hidden_width],
+            vec![0f32; block_rows * hidden_width],
         ];
         let mut start = mine.start;
         while start < mine.end {
@@ -389,12 +378,12 @@ pub fn forward_stack_with(
                     // of `last.n` and this chunk is the only writer of rows `block`.
                     unsafe {
                         let out = out_ptr.get().add(block.start * last.n);
-                        layer.run_rows(isa, input, out, 0..len, None)
+                        layer.run_block(isa, input, out, len, height)
                     };
                 } else {
                     // SAFETY: `input` holds `len` rows of `layer.k`; `output` holds at least
                     // `len` rows of `layer.n` and is this chunk's own.
-                    unsafe { layer.run_rows(isa, input, output.as_mut_ptr(), 0..len, None) };
+                    unsafe { layer.run_block(isa, input, output.as_mut_ptr(), len, height) };
                     previous = Some(usize::from(previous == Some(0)));
                 }
             }
