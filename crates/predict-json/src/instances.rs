@@ -66,11 +66,13 @@ pub fn read_instances<R: BufRead>(
     signature: &SignatureInfo,
     max_batch: usize,
 ) -> Result<InstanceBatches<R>, PredictJsonError> {
-    let columns = columns_for(signature).map_err(PredictJsonError::UnsupportedSignature)?;
-    let records = match format {
-        InstanceFormat::JsonRequest => None,
+    let (columns, records) = match format {
+        InstanceFormat::JsonRequest => (
+            columns_for(signature).map_err(PredictJsonError::UnsupportedSignature)?,
+            None,
+        ),
         InstanceFormat::JsonLines | InstanceFormat::TextLines => {
-            Some(RecordBatcher::new(signature, format)?)
+            (Vec::new(), Some(RecordBatcher::new(signature, format)?))
         }
     };
     Ok(InstanceBatches {
@@ -156,7 +158,7 @@ pub fn instances_from_json_array(
 pub struct InstanceBatches<R> {
     reader: Option<R>,
     format: InstanceFormat,
-    /// A `JsonRequest`'s instances.
+    /// A `JsonRequest`'s instances (empty for the line formats).
     columns: Vec<Column>,
     /// Line formats: each line is a record of the same batcher batch prediction uses (with its
     /// fast path for rows of numbers).

@@ -135,11 +135,7 @@ impl DenseChain {
         let (out, shape) = match &self.head {
             Head::MatMul { .. } => {
                 if dims.len() != 2 || dims[1] != layer.rows_in() {
-                    return Err(format!(
-                        "matrix shapes {:?} and {:?} do not fit",
-                        dims,
-                        w.dims()
-                    ));
+                    return Err(matrices_do_not_fit(&dims, w.dims()));
                 }
                 let out =
                     with_host_f32(x, |data| layer.forward(data))?.map_err(|e| e.to_string())?;
@@ -288,10 +284,7 @@ impl DenseStack {
                 } else {
                     vec![dims[0], width]
                 };
-                return Err(chain.labelled(format!(
-                    "matrix shapes {x_dims:?} and {:?} do not fit",
-                    w.dims()
-                )));
+                return Err(chain.labelled(matrices_do_not_fit(&x_dims, w.dims())));
             }
             width = layer.cols();
             layers.push(layer);
@@ -301,6 +294,11 @@ impl DenseStack {
             .map_err(|e| e.to_string())?;
         to_value(out, vec![dims[0], width], dtype, ctx.device)
     }
+}
+
+/// A `MatMul` whose input `x` and weights `w` (as stored) cannot be multiplied.
+fn matrices_do_not_fit(x: &[usize], w: &[usize]) -> String {
+    format!("matrix shapes {x:?} and {w:?} do not fit")
 }
 
 fn single(mut values: Vec<Value>) -> Result<Value, String> {

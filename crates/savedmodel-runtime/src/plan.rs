@@ -1308,7 +1308,7 @@ impl Links {
 /// chains become liveness-only steps with their inputs, so step indices and liveness are
 /// unchanged.
 fn stack_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
-    let links = Links::new(steps, outputs);
+    let flow = Links::new(steps, outputs);
     let matmul_chain = |step: &Step| match &step.kind {
         StepKind::Kernel(Kernel::Dense(chain)) if matches!(chain.head, Head::MatMul { .. }) => {
             Some(chain.clone())
@@ -1323,7 +1323,7 @@ fn stack_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
         };
         let mut members = vec![head];
         let mut chains = vec![first];
-        while let Some(next) = links.next(steps, members[members.len() - 1])
+        while let Some(next) = flow.next(steps, members[members.len() - 1])
             && let Some(chain) = matmul_chain(&steps[next])
         {
             members.push(next);
@@ -1369,8 +1369,7 @@ fn stack_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
 /// and every link's control gates; the earlier links become liveness-only steps with their
 /// original inputs, so step indices, liveness and dead-tensor behaviour are unchanged.
 fn fuse_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
-    let links = Links::new(steps, outputs);
-    let next_link = |steps: &[Step], step: usize| links.next(steps, step);
+    let flow = Links::new(steps, outputs);
     for head in 0..steps.len() {
         let StepKind::Kernel(Kernel::Dense(chain)) = &steps[head].kind else {
             continue;
@@ -1381,7 +1380,7 @@ fn fuse_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
         let chain = chain.clone();
         let mut links = vec![head];
         let mut bias = None;
-        if let Some(next) = next_link(steps, head)
+        if let Some(next) = flow.next(steps, head)
             && let StepKind::Kernel(Kernel::BiasAdd {
                 channels_first: false,
             }) = steps[next].kind
@@ -1392,7 +1391,7 @@ fn fuse_dense_chains(steps: &mut [Step], outputs: &[(String, Source)]) {
         }
         let mut activation = cpu_kernels::Activation::None;
         if let Some(&last) = links.last()
-            && let Some(next) = next_link(steps, last)
+            && let Some(next) = flow.next(steps, last)
             && steps[next].inputs.len() == 1
         {
             activation = match steps[next].kind {
