@@ -645,10 +645,8 @@ fn shape_ops_compose_like_keras_flatten() {
 /// (`transpose_b`, stored [2, 3]) + BiasAdd, with `second_width` as the second layer's input
 /// width (5 fits). Outputs are `(key, node)` pairs.
 fn mlp(second_width: i64, outputs: &[(&str, &str)]) -> Vec<u8> {
-    let values = |n: usize, seed: f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| (i as f32 * 0.37 + seed).sin() * 1.5)
-            .collect()
+    let bias_add = |name: &str, input: &str, bias: &str| {
+        node(name, "BiasAdd", &[input, bias], &[("T", float())])
     };
     let matmul = |name: &str, inputs: &[&str], transpose_b: bool| {
         node(
@@ -664,35 +662,20 @@ fn mlp(second_width: i64, outputs: &[(&str, &str)]) -> Vec<u8> {
     let w2 = second_width as usize;
     let nodes = vec![
         placeholder("x", DataType::Float, &[-1, 4]),
-        const_f32("w1", &[4, 5], &values(20, 0.1), &[]),
-        const_f32("b1", &[5], &values(5, 0.2), &[]),
-        const_f32("w2", &[second_width, 3], &values(w2 * 3, 0.3), &[]),
-        const_f32("b2", &[3], &values(3, 0.4), &[]),
-        const_f32("w3", &[2, 3], &values(6, 0.5), &[]),
-        const_f32("b3", &[2], &values(2, 0.6), &[]),
+        const_f32("w1", &[4, 5], &mlp_values(20, 0.1), &[]),
+        const_f32("b1", &[5], &mlp_values(5, 0.2), &[]),
+        const_f32("w2", &[second_width, 3], &mlp_values(w2 * 3, 0.3), &[]),
+        const_f32("b2", &[3], &mlp_values(3, 0.4), &[]),
+        const_f32("w3", &[2, 3], &mlp_values(6, 0.5), &[]),
+        const_f32("b3", &[2], &mlp_values(2, 0.6), &[]),
         matmul("l1/MatMul", &["x", "w1"], false),
-        node(
-            "l1/BiasAdd",
-            "BiasAdd",
-            &["l1/MatMul", "b1"],
-            &[("T", float())],
-        ),
+        bias_add("l1/BiasAdd", "l1/MatMul", "b1"),
         node("l1/Relu", "Relu", &["l1/BiasAdd"], &[("T", float())]),
         matmul("l2/MatMul", &["l1/Relu", "w2"], false),
-        node(
-            "l2/BiasAdd",
-            "BiasAdd",
-            &["l2/MatMul", "b2"],
-            &[("T", float())],
-        ),
+        bias_add("l2/BiasAdd", "l2/MatMul", "b2"),
         node("l2/Relu6", "Relu6", &["l2/BiasAdd"], &[("T", float())]),
         matmul("l3/MatMul", &["l2/Relu6", "w3"], true),
-        node(
-            "l3/BiasAdd",
-            "BiasAdd",
-            &["l3/MatMul", "b3"],
-            &[("T", float())],
-        ),
+        bias_add("l3/BiasAdd", "l3/MatMul", "b3"),
     ];
     let outputs: Vec<(&str, TensorInfo)> = outputs
         .iter()
@@ -706,12 +689,17 @@ fn mlp(second_width: i64, outputs: &[(&str, &str)]) -> Vec<u8> {
     )
 }
 
+/// The weights and biases of [`mlp`]: `n` values in [-1.5, 1.5] that depend on `seed`.
+fn mlp_values(n: usize, seed: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (i as f32 * 0.37 + seed).sin() * 1.5)
+        .collect()
+}
+
 /// The same MLP computed here, in f64: (hidden after the first layer, output).
 fn mlp_reference(x: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let values = |n: usize, seed: f32| -> Vec<f64> {
-        (0..n)
-            .map(|i| f64::from((i as f32 * 0.37 + seed).sin() * 1.5))
-            .collect()
+        mlp_values(n, seed).into_iter().map(f64::from).collect()
     };
     let dense = |x: &[f64], w: &[f64], b: &[f64], k: usize, n: usize, transposed: bool| {
         let rows = x.len() / k;
